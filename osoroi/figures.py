@@ -20,5 +20,5 @@ def save_figure(figure: Figure, name: str, dpi: int = 120, tight: bool = True) -
     path = figures_dir() / f"{name}.png"
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    logger.info("Saved figure %s", path)
+    logger.info("Saved figure %s", path.name)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from osoroi import config
@@ -28,7 +29,8 @@ def setup_notebook(data_dir: str = "", smoke: bool = False, seed: int = 0) -> No
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     # Lightning and matplotlib are chatty at INFO level; keep their warnings only.
-    for name in ("matplotlib", "PIL", "fsspec", "lightning.pytorch.utilities.rank_zero"):
+    for name in ("matplotlib", "PIL", "fsspec", "lightning.pytorch.utilities.rank_zero",
+                 "pytorch_lightning.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     import matplotlib
@@ -41,8 +43,7 @@ def setup_notebook(data_dir: str = "", smoke: bool = False, seed: int = 0) -> No
     import numpy as np
 
     np.random.seed(seed)
-    try:
-        import torch
-    except ImportError:  # torch is a dependency, but notebook 01 does not need it.
-        return
-    torch.manual_seed(seed)
+    # Importing torch takes seconds, so it is seeded only when already imported;
+    # the training code seeds itself with Lightning's seed_everything.
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)

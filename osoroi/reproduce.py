@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--from", dest="start", metavar="NN", help="rerun from notebook NN, reusing earlier outputs")
     group.add_argument("--only", metavar="NN", help="run only notebook NN")
     parser.add_argument(
+        "--notebooks-dir", type=Path, default=NOTEBOOKS_DIR, help="folder of the numbered notebooks to run"
+    )
+    parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
         help="papermill parameter passed to every selected notebook (VALUE is read as JSON when it parses)",
     )
@@ -168,7 +171,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parameters = {name: _parse_parameter(value) for name, value in arguments.parameter}
     started = time.perf_counter()
     try:
-        runs = reproduce(start=arguments.start, only=arguments.only, parameters=parameters)
+        runs = reproduce(
+            start=arguments.start,
+            only=arguments.only,
+            parameters=parameters,
+            notebooks_dir=arguments.notebooks_dir,
+        )
     except (NotebookFailedError, ValueError, FileNotFoundError) as error:
         logger.error("%s", error)
         return 1
