@@ -33,7 +33,7 @@ def _path_setting(name: str, default: Path) -> Path:
 
 
 def data_dir() -> Path:
-    """Return the folder that holds the raw data sets (``OSOROI_DATA_DIR``)."""
+    """Return the folder that contains the raw data sets (``OSOROI_DATA_DIR``)."""
     return _path_setting("OSOROI_DATA_DIR", PROJECT_ROOT / "data")
 
 

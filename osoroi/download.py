@@ -1,4 +1,4 @@
-"""Where each raw data set comes from, how to fetch it, and the error raised when it is missing.
+"""Raw data sources: their origin, their download functions and the error raised when one is missing.
 
 The download functions need internet access. Every loader in the package also
 accepts files already on disk, found through the settings in :mod:`osoroi.config`.
@@ -64,7 +64,7 @@ FASHION_MNIST_FILES = (
 
 
 class DataNotFoundError(FileNotFoundError):
-    """A raw data file is missing; the message says where it was expected and how to get it."""
+    """Error for a missing raw data file. The message names the expected path and how to get the file."""
 
     def __init__(self, path: Path, source: DataSource) -> None:
         self.path = Path(path)

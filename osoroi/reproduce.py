@@ -2,7 +2,7 @@
 
 Each executed notebook goes to ``reports/<name>.ipynb``, its figures to
 ``reports/figures/`` and its metrics to ``reports/metrics/``. The run stops at
-the first failing notebook and names the failing cell; ``--from 03`` reruns from
+the first failing notebook and names the failing cell. ``--from 03`` reruns from
 notebook 03 and reuses the outputs of 01 and 02 on disk. A summary page,
 ``reports/SUMMARY.md``, lists the headline figures of every notebook and the
 time each one took.

@@ -13,7 +13,9 @@ and ``val_macro_f1_<head>``.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +32,7 @@ from pytorch_lightning.loggers import CSVLogger
 from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Dataset
 
+from osoroi.atomic import write_json
 from osoroi.embeddings import ImageFileDataset, autocast_context, bfloat16_supported
 from osoroi.model import OsoroiModel
 from osoroi.multitask import MISSING, balanced_class_weights, encode_targets, masked_multitask_loss
@@ -315,6 +318,25 @@ class TrainingResult:
     epochs: int
 
 
+RUN_CONFIG_FILE = "run_config.json"
+COMPLETED_FILE = "completed.json"
+
+
+def _resumable(run_dir: Path, run_config: dict[str, Any]) -> bool:
+    """Return True when ``run_dir`` holds an interrupted run with the same configuration."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved = run_dir / RUN_CONFIG_FILE
+    if not last.exists():
+        return False
+    if (run_dir / COMPLETED_FILE).exists():
+        logger.info("The run in %s completed earlier; training again from scratch", run_dir)
+        return False
+    if not saved.exists() or json.loads(saved.read_text()) != run_config:
+        logger.warning("The interrupted run in %s used another configuration; training from scratch", run_dir)
+        return False
+    return True
+
+
 def fit(
     module: MultiTaskModule,
     datamodule: CatalogueDataModule,
@@ -331,10 +353,11 @@ def fit(
 ) -> TrainingResult:
     """Train ``module`` with checkpoints, early stopping on ``val_loss`` and a CSV log under ``run_dir``.
 
-    When ``resume`` is true and ``run_dir/checkpoints/last.ckpt`` exists (an
-    interrupted run), training continues from it with ``ckpt_path``. Keep
-    ``max_epochs`` as in the interrupted run, because the learning-rate
-    schedule is sized from it. After
+    When ``resume`` is true and ``run_dir`` holds an interrupted run (a
+    ``last.ckpt`` without ``completed.json``) with the same configuration
+    (epochs, seed, hyperparameters), training continues from it with
+    ``ckpt_path``; otherwise the old checkpoints are removed and training
+    starts from scratch. After
     training the best checkpoint's weights are loaded back into ``module``.
     ``precision`` defaults to "bf16-mixed" for backbone training on a CPU with
     bfloat16 support and "32-true" otherwise.
@@ -367,15 +390,33 @@ def fit(
         num_sanity_val_steps=0,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
+    run_config = {
+        "max_epochs": max_epochs,
+        "patience": patience,
+        "seed": seed,
+        "precision": precision,
+        "limit_train_batches": limit_train_batches,
+        "hparams": json.loads(json.dumps(dict(module.hparams), default=str)),
+        "data": {
+            "mode": getattr(datamodule, "mode", None),
+            "batch_size": getattr(datamodule, "batch_size", None),
+            "rows": {name: len(rows) for name, rows in getattr(datamodule, "rows", {}).items()},
+        },
+    }
+    ckpt_path = str(last) if resume and _resumable(run_dir, run_config) else None
     if ckpt_path:
-        logger.info("Resuming from %s", last)
+        logger.info("Resuming the interrupted run from %s", last)
+    else:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        (run_dir / COMPLETED_FILE).unlink(missing_ok=True)
+    write_json(run_dir / RUN_CONFIG_FILE, run_config)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # The frozen backbone parts stay in eval mode on purpose (see on_train_epoch_start).
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
+    write_json(run_dir / COMPLETED_FILE, {"epochs": trainer.current_epoch, "seconds": seconds})
     best = checkpoint.best_model_path or str(last)
     if best and Path(best).exists():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

@@ -125,36 +125,56 @@ def test_one_trainer_step_per_mode(mode: str, tmp_path: Path) -> None:
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
-class StopAfterFirstEpoch(pl.Callback):
-    """Stop training after the first epoch, as an interrupted run would."""
+class CrashAfterFirstEpoch(pl.Callback):
+    """Raise once the first epoch's checkpoint is written, as a killed or crashed run would."""
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.should_stop = True
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
 
 
-def test_fit_resumes_from_last_checkpoint(tmp_path: Path) -> None:
+def fit_options() -> dict:
+    return {"precision": "32-true", "accelerator": "cpu", "enable_progress_bar": False, "patience": 10}
+
+
+def heads_datamodule(tmp_path: Path) -> CatalogueDataModule:
     catalogue = tiny_catalogue(tmp_path)
     model = tiny_model()
     with torch.no_grad():
         images = torch.stack([model.preprocessing(Image.open(p)) for p in catalogue["image_path"]])
         features = model.eval()(images)[0].numpy()
-    datamodule = CatalogueDataModule(catalogue, HEADS, "heads", features, batch_size=4)
-    options = {"precision": "32-true", "accelerator": "cpu", "enable_progress_bar": False, "patience": 10}
-    first = fit(
-        MultiTaskModule(model, "heads"),
-        datamodule,
-        tmp_path / "run",
-        max_epochs=2,
-        callbacks=[StopAfterFirstEpoch()],
-        **options,
-    )
-    second = fit(
-        MultiTaskModule(tiny_model(), "heads"), datamodule, tmp_path / "run", max_epochs=2, **options
-    )
-    assert first.epochs == 1
+    return CatalogueDataModule(catalogue, HEADS, "heads", features, batch_size=4)
+
+
+def test_fit_resumes_interrupted_run(tmp_path: Path) -> None:
+    datamodule = heads_datamodule(tmp_path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(
+            MultiTaskModule(tiny_model(), "heads"),
+            datamodule,
+            tmp_path / "run",
+            max_epochs=2,
+            callbacks=[CrashAfterFirstEpoch()],
+            **fit_options(),
+        )
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+    second = fit(MultiTaskModule(tiny_model(), "heads"), datamodule, tmp_path / "run", max_epochs=2, **fit_options())
+
     # The second call starts at epoch 1 from last.ckpt and trains one more epoch.
     assert second.epochs == 2
     assert read_metrics(tmp_path / "run")["epoch"].tolist() == [0, 1]
+
+
+def test_fit_restarts_completed_or_changed_run(tmp_path: Path) -> None:
+    datamodule = heads_datamodule(tmp_path)
+    fit(MultiTaskModule(tiny_model(), "heads"), datamodule, tmp_path / "run", max_epochs=1, **fit_options())
+
+    # Another max_epochs would overrun the learning-rate schedule of a resumed run.
+    again = fit(MultiTaskModule(tiny_model(), "heads"), datamodule, tmp_path / "run", max_epochs=3, **fit_options())
+
+    assert again.epochs == 3
+    assert (tmp_path / "run" / "completed.json").exists()
 
 
 def test_predict_returns_embeddings_and_classes() -> None:
