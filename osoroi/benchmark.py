@@ -1,8 +1,10 @@
 """Measure match latency, search time and batch embedding throughput: ``python -m osoroi.benchmark``.
 
 Prints one table and writes the same numbers to ``reports/metrics/benchmark.json``.
-It uses the trained model and its catalogue index when both exist, otherwise the
-demo matcher with a random index of catalogue size, so the search cost stays realistic.
+It uses the trained model and its catalogue index when both exist. Without a trained
+model it uses the demo matcher, and without the index it warns and uses the trained
+model. Either stand-in searches a random index of catalogue size, so the search cost
+stays realistic.
 Targets on 2 CPU cores: match p50 <= 60 ms at the model's resolution, search
 <= 5 ms per query at 44k vectors.
 """
@@ -15,6 +17,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,23 +90,44 @@ def random_index(n: int, dim: int, fingerprint: dict[str, str], seed: int = 0) -
 
 
 def load_benchmark_matcher(items: int, index_dim: int) -> tuple[Any, str]:
-    """Return the matcher to time and a description: the trained one, or the demo model over a random index.
+    """Return the matcher to time and a description: the trained one, or a stand-in over a random index.
 
-    The random index has ``items`` vectors of the model's dimension, reduced by PCA to
-    ``index_dim`` dimensions as notebook 04 reduces the catalogue index (0: not reduced).
+    Without a trained model it times the demo model; with a trained model but no catalogue
+    index it warns and times the trained model. The random index has ``items`` vectors of the
+    model's dimension, reduced by PCA to ``index_dim`` dimensions as notebook 04 reduces the
+    catalogue index (0: not reduced).
     """
+    from osoroi.index import IndexNotFoundError, default_index_path
     from osoroi.matcher import Matcher, build_demo_matcher
+    from osoroi.model import ModelNotFoundError, load_model
 
     try:
-        return Matcher.from_files(), "trained model and catalogue index"
-    except FileNotFoundError as error:
+        model = load_model()
+    except ModelNotFoundError as error:
         logger.warning("Using the demo model with a random index of %d vectors: %s", items, error)
-    demo = build_demo_matcher()
-    index = random_index(items, demo.index.dim, demo.model.fingerprint)
-    if index_dim:
-        index = index.reduce(index_dim)
-    description = f"demo model (pretrained backbone, heads fitted on 200 items) over {items} random vectors"
-    return Matcher(demo.model, index), description
+        demo = build_demo_matcher()
+        index = _random_stand_in(items, demo.index.dim, demo.model.fingerprint, index_dim)
+        description = (
+            f"demo model (pretrained backbone, heads fitted on 200 items) over {items} random vectors"
+        )
+        return Matcher(demo.model, index), description
+    try:
+        index = EmbeddingIndex.load(default_index_path())
+    except IndexNotFoundError as error:
+        warnings.warn(
+            f"The trained model has no catalogue index, so the search is timed over {items} random vectors "
+            f"instead ({error})",
+            UserWarning,
+            stacklevel=2,
+        )
+        index = _random_stand_in(items, int(model.embedding_dim), model.fingerprint, index_dim)
+        return Matcher(model, index), f"trained model over {items} random vectors (no catalogue index)"
+    return Matcher(model, index), "trained model and catalogue index"
+
+
+def _random_stand_in(items: int, dim: int, fingerprint: dict[str, str], index_dim: int) -> EmbeddingIndex:
+    index = random_index(items, dim, fingerprint)
+    return index.reduce(index_dim) if index_dim else index
 
 
 def benchmark_match(matcher: Any, data: bytes, repeats: int) -> dict[str, Any]:
@@ -270,8 +294,40 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  bfloat16 vs float32 embedding cosine (min over 8 images): {throughput['bfloat16_embedding_cosine_min']:.4f}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every benchmark, print the results and write ``reports/metrics/benchmark.json``."""
+def positive_int(text: str) -> int:
+    """Parse a command line integer of at least 1 (an ``argparse`` type)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a command line integer of at least 0 (an ``argparse`` type)."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 0")
+    return value
+
+
+def existing_file(text: str) -> Path:
+    """Parse the path of an existing file (an ``argparse`` type)."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        reason = "is a folder" if path.is_dir() else "was not found"
+        raise argparse.ArgumentTypeError(f"the file {text!r} {reason}: pass the path of an image file")
+    return path
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line of ``python -m osoroi.benchmark``; exit with status 2 on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m osoroi.benchmark",
         description=(
@@ -279,25 +335,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             "throughput (images/s). Results also go to reports/metrics/benchmark.json."
         ),
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads (default: 2)")
-    parser.add_argument("--photo", type=Path, default=None,
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
+                        help="torch and faiss threads (default: torch.get_num_threads(), here %(default)s)")
+    parser.add_argument("--photo", type=existing_file, default=None,
                         help="image file to match (default: the first clothing-photos/validation photo)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per measurement (default: 30)")
-    parser.add_argument("--catalogue-items", type=int, default=CATALOGUE_SIZE,
+    parser.add_argument("--repeats", type=positive_int, default=30,
+                        help="timed calls per measurement (default: 30)")
+    parser.add_argument("--catalogue-items", type=positive_int, default=CATALOGUE_SIZE,
                         help=f"random vectors for the catalogue-size search (default: {CATALOGUE_SIZE})")
-    parser.add_argument("--index-dim", type=int, default=256,
-                        help="PCA dimensions of the random stand-in index when no trained index exists (default: 256)")
-    parser.add_argument("--large-items", type=int, default=1_000_000,
+    parser.add_argument("--index-dim", type=non_negative_int, default=256,
+                        help="PCA dimensions of the random stand-in index when no trained index exists, "
+                        "0 to keep the model's (default: 256)")
+    parser.add_argument("--large-items", type=positive_int, default=1_000_000,
                         help="random vectors for the large search (default: 1000000)")
-    parser.add_argument("--large-dim", type=int, default=512,
+    parser.add_argument("--large-dim", type=positive_int, default=512,
                         help="dimension of the large search; 1M x 2048 float32 would need 8 GB (default: 512)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per batch for throughput (default: 32)")
-    parser.add_argument("--batches", type=int, default=3, help="timed batches per throughput setting (default: 3)")
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="images per batch for throughput (default: 32)")
+    parser.add_argument("--batches", type=positive_int, default=3,
+                        help="timed batches per throughput setting (default: 3)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file for the results (default: reports/metrics/benchmark.json)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    if args.output is not None and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder: pass the path of the JSON file to write")
+    # PCA fits the stand-in index on at most 20,000 of the random vectors.
+    if args.index_dim and args.index_dim > min(args.catalogue_items, 20_000):
+        parser.error(
+            f"--index-dim {args.index_dim} exceeds the {min(args.catalogue_items, 20_000)} vectors "
+            "that PCA is fitted on: lower --index-dim or raise --catalogue-items"
+        )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every benchmark, print the results and write ``reports/metrics/benchmark.json``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     try:
         import_faiss().omp_set_num_threads(args.threads)

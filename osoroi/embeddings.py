@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from osoroi.atomic import atomic_path, write_json
 from osoroi.config import derived_dir
+from osoroi.images import load_image
+from osoroi.inference import autocast_context as precision_context
 from osoroi.model import OsoroiModel
 from osoroi.weights import Preprocessing
 
@@ -37,7 +38,13 @@ UNTRAINED = "untrained-heads"
 
 
 class ImageFileDataset(Dataset):
-    """Images read from files and passed through a :class:`Preprocessing`; items are (tensor, index)."""
+    """Images read from files with :func:`osoroi.images.load_image` and passed through a
+    :class:`Preprocessing`; items are (tensor, index).
+
+    Decoding goes through the same function as an uploaded photo (EXIF orientation,
+    transparency on white, CMYK through its profile), so training and matching see
+    images the same way.
+    """
 
     def __init__(self, paths: Sequence[str | Path], preprocessing: Preprocessing) -> None:
         self.paths = [str(path) for path in paths]
@@ -47,8 +54,7 @@ class ImageFileDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[index]) as image:
-            return self.preprocessing.transform(image.convert("RGB")), index
+        return self.preprocessing.transform(load_image(self.paths[index])), index
 
 
 def bfloat16_supported() -> bool:
@@ -61,9 +67,7 @@ def bfloat16_supported() -> bool:
 
 def autocast_context(use_bfloat16: bool) -> contextlib.AbstractContextManager:
     """Return a CPU bfloat16 autocast context when ``use_bfloat16``, else a no-op context."""
-    if use_bfloat16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return precision_context("bfloat16" if use_bfloat16 else "float32")
 
 
 def stage_module(model: OsoroiModel, stage: str) -> torch.nn.Module:
@@ -269,7 +273,8 @@ def model_embeddings_path(model: OsoroiModel, paths: Sequence[str | Path]) -> Pa
     images_hash = hashlib.sha256(names.encode()).hexdigest()[:12]
     model_id = _file_name_safe(model.fingerprint["model"])
     fingerprint = model.fingerprint
-    key = f"{fingerprint['backbone']}-{fingerprint['weights']}-r{fingerprint['resolution']}-{model_id}"
+    weights = _file_name_safe(fingerprint["weights"])
+    key = f"{fingerprint['backbone']}-{weights}-r{fingerprint['resolution']}-{model_id}"
     return derived_dir("embeddings") / f"{key}-n{len(paths)}-{images_hash}.npy"
 
 

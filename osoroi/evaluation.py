@@ -91,7 +91,7 @@ def catalogue_outputs(
                 probabilities={name: data[f"probabilities_{name}"] for name in model.head_classes},
                 valid=data["valid"],
                 pixel_hashes=data["pixel_hashes"],
-                errors=json.loads(str(data["errors"])),
+                errors={int(row): text for row, text in json.loads(str(data["errors"])).items()},
             )
     paths = catalogue["image_path"].tolist()
     saved = saved_model_embeddings(model, paths)

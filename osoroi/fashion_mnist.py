@@ -55,6 +55,13 @@ class IDXFormatError(ValueError):
     """Error raised when an IDX file has a wrong magic number or size, or does not match its partner file."""
 
 
+def _redownload_hint(path: Path) -> str:
+    return (
+        f"Delete {path} and download it again, for example with "
+        f"osoroi.download.download_fashion_mnist({str(path.parent)!r})."
+    )
+
+
 def _read_bytes(path: Path) -> bytes:
     """Read ``path``, decompressing it when its name ends in ``.gz``."""
     if path.suffix != ".gz":
@@ -63,7 +70,9 @@ def _read_bytes(path: Path) -> bytes:
         with gzip.open(path, "rb") as stream:
             return stream.read()
     except (EOFError, OSError, zlib.error) as error:
-        raise IDXFormatError(f"{path}: invalid or truncated gzip file ({error}). Download it again.") from error
+        raise IDXFormatError(
+            f"{path}: invalid or truncated gzip file ({error}). {_redownload_hint(path)}"
+        ) from error
 
 
 def _parse_idx(path: Path, expected_magic: int, dimensions: int) -> np.ndarray:
@@ -72,17 +81,21 @@ def _parse_idx(path: Path, expected_magic: int, dimensions: int) -> np.ndarray:
     header_size = 4 * (1 + dimensions)
     if len(data) < header_size:
         raise IDXFormatError(
-            f"{path}: truncated IDX header, expected at least {header_size} bytes, found {len(data)}."
+            f"{path}: truncated IDX header, expected at least {header_size} bytes, found {len(data)}. "
+            f"{_redownload_hint(path)}"
         )
     magic = int.from_bytes(data[:4], "big")
     if magic != expected_magic:
-        raise IDXFormatError(f"{path}: invalid IDX magic number, expected {expected_magic}, found {magic}.")
+        raise IDXFormatError(
+            f"{path}: invalid IDX magic number, expected {expected_magic}, found {magic}. "
+            f"{_redownload_hint(path)}"
+        )
     shape = tuple(int.from_bytes(data[4 * (i + 1) : 4 * (i + 2)], "big") for i in range(dimensions))
     expected_size = header_size + int(np.prod(shape))
     if len(data) != expected_size:
         raise IDXFormatError(
             f"{path}: header gives shape {shape}, so the file should have {expected_size} bytes, "
-            f"found {len(data)}. The file is truncated or corrupt; download it again."
+            f"found {len(data)}, so the file is truncated or corrupt. {_redownload_hint(path)}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 

@@ -12,10 +12,13 @@ rejects empty or non-image files, truncated files, images smaller than
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +54,8 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
 
     Args:
         source: a file path, the bytes of an image file, or a PIL image.
-        max_pixels: largest accepted width x height, checked before decoding.
+        max_pixels: largest accepted width x height, checked before decoding. It replaces
+            Pillow's own limit ``Image.MAX_IMAGE_PIXELS`` for this call, above and below it.
         min_side: smallest accepted width and height in pixels.
 
     Returns:
@@ -62,12 +66,15 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, min_side: int 
     if isinstance(source, Image.Image):
         name = getattr(source, "filename", "") or "PIL image"
         _check_size(source.size, name, max_pixels, min_side)
-        return _to_rgb(_load_pixels(source, name), name)
+        with _pillow_pixel_limit(max_pixels, name):
+            image = _load_pixels(source, name)
+        return _to_rgb(image, name)
 
     data, name = _read_bytes(source)
-    image = _open(data, name, max_pixels)
-    _check_size(image.size, name, max_pixels, min_side)
-    image = _load_pixels(image, name)
+    with _pillow_pixel_limit(max_pixels, name):
+        image = _open(data, name)
+        _check_size(image.size, name, max_pixels, min_side)
+        image = _load_pixels(image, name)
     return _to_rgb(image, name)
 
 
@@ -104,26 +111,47 @@ def _read_bytes(source: ImageSource) -> tuple[bytes, str]:
     return data, name
 
 
-def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    # Image.open reads only the header, so the declared size can be checked before decoding.
-    # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) would only warn below twice its limit,
-    # so its warning becomes an error here.
-    with warnings.catch_warnings():
+# Serialises the calls that change Pillow's global pixel limit, so they restore it in order.
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int, name: str) -> Iterator[None]:
+    """Make ``max_pixels`` Pillow's bomb limit inside the block, and turn Pillow's bomb check into an error.
+
+    Pillow checks the declared size against the module global ``Image.MAX_IMAGE_PIXELS``
+    (89,478,485 in Pillow 13.0) in ``Image.open`` and again for GIF frames while decoding.
+    It warns above the limit and raises only above twice the limit, so its warning
+    becomes an error here.
+    """
+    # NOTE: the global is shared by every thread, so an Image.open outside load_image that runs
+    # during this block uses max_pixels as its limit. Calls of load_image wait for one another.
+    with _PIXEL_LIMIT_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels
         try:
-            return Image.open(io.BytesIO(data), formats=_registered_formats())
+            yield
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             raise InvalidImageError(
                 f"Invalid image {name}: its declared size exceeds the limit of {max_pixels:,} pixels "
-                f"({error}). Resize it before uploading."
+                "(possible decompression bomb). Resize it before uploading."
             ) from error
-        except UnidentifiedImageError as error:
-            raise InvalidImageError(
-                f"Invalid image {name}: {_describe_unknown(data)}. "
-                f"Supported formats are {', '.join(SUPPORTED_FORMATS)}."
-            ) from error
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise InvalidImageError(f"Invalid image {name}: its header could not be read ({error}).") from error
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    # Image.open reads only the header, so the declared size can be checked before decoding.
+    try:
+        return Image.open(io.BytesIO(data), formats=_registered_formats())
+    except UnidentifiedImageError as error:
+        raise InvalidImageError(
+            f"Invalid image {name}: {_describe_unknown(data)}. "
+            f"Supported formats are {', '.join(SUPPORTED_FORMATS)}."
+        ) from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise InvalidImageError(f"Invalid image {name}: its header could not be read ({error}).") from error
 
 
 def _registered_formats() -> list[str]:

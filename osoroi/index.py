@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +54,25 @@ class IndexNotFoundError(FileNotFoundError):
 
 
 def default_index_path() -> Path:
-    """Return ``derived_dir("index") / "catalogue-index.npz"``, where the catalogue index is kept."""
-    return config.derived_dir("index") / INDEX_FILENAME
+    """Return ``derived_dir() / "index" / "catalogue-index.npz"``, where the catalogue index is kept.
+
+    The ``index`` folder is not created here: :meth:`EmbeddingIndex.save` creates it when it writes.
+    """
+    return config.derived_dir() / "index" / INDEX_FILENAME
+
+
+def check_reduce_dim(dim: int, vector_dim: int, rows: int, sample: int = 20_000, name: str = "dim") -> None:
+    """Raise ValueError unless PCA can reduce ``vector_dim``-dimensional vectors of ``rows`` items to ``dim``.
+
+    ``name`` is the argument named in the message (``dim`` or the command line's ``--reduce-dim``).
+    """
+    if not isinstance(dim, (int, np.integer)) or not 1 <= dim < vector_dim:
+        raise ValueError(f"Invalid {name}={dim!r}: use an integer in [1, {vector_dim - 1}].")
+    rows_used = min(sample, rows)
+    if dim > rows_used:
+        raise ValueError(
+            f"Invalid {name}={dim!r}: PCA on {rows_used} rows gives at most {rows_used} dimensions."
+        )
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -196,11 +214,8 @@ class EmbeddingIndex:
 
         if self.projection is not None:
             raise ValueError("This index is already reduced. Reduce the index built from the model embeddings instead.")
-        if not 1 <= dim < self.dim:
-            raise ValueError(f"Invalid dim={dim!r}: use an integer in [1, {self.dim - 1}].")
+        check_reduce_dim(dim, self.dim, len(self), sample)
         rows_used = min(sample, len(self))
-        if dim > rows_used:
-            raise ValueError(f"Invalid dim={dim!r}: PCA on {rows_used} rows gives at most {rows_used} dimensions.")
         rng = np.random.default_rng(seed)
         rows = rng.choice(len(self), size=rows_used, replace=False)
         pca = PCA(n_components=dim, svd_solver="randomized", random_state=seed).fit(self.vectors[rows])
@@ -514,29 +529,88 @@ def build_catalogue_index(
     return index if reduce_dim is None else index.reduce(reduce_dim)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Build the catalogue index for the saved model and write it (command line entry point)."""
+def _positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 0")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line of ``python -m osoroi.index``; exit with status 2 on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m osoroi.index",
         description="Embed every catalogue image with the trained model and save the search index.",
     )
     parser.add_argument("--model", type=Path, default=None, help="model file (default: derived/models/osoroi-model.pt)")
     parser.add_argument("--output", type=Path, default=None, help="index file (default: derived/index/catalogue-index.npz)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64,
+                        help="images per forward pass (default: 64)")
+    parser.add_argument("--num-workers", type=_non_negative_int, default=0,
+                        help="DataLoader worker processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device for the forward passes (default: cpu)")
-    parser.add_argument("--reduce-dim", type=int, default=256,
+    parser.add_argument("--reduce-dim", type=_non_negative_int, default=256,
                         help="PCA dimensions of the saved vectors, 0 to keep the model's (default: 256)")
     args = parser.parse_args(argv)
+    if args.output is not None and args.output.is_dir():
+        parser.error(f"--output {args.output} is a folder: pass the path of the .npz file to write")
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"invalid --device {args.device!r} ({error}): use cpu, cuda or cuda:<index>")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device} requested, but CUDA is not available here: use --device cpu")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build the catalogue index for the saved model and write it (command line entry point).
+
+    Returns 0 on success and 1, after one error line on stderr, when the model or the data is
+    missing or an argument does not fit them. Invalid arguments exit with status 2 before any work.
+    """
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from osoroi.model import load_model
+    from osoroi.download import DataNotFoundError
+    from osoroi.model import ModelNotFoundError, load_model
+    from osoroi.splits import load_clean_catalogue
+    from osoroi.weights import WeightsNotAvailableError
 
-    model = load_model(args.model)
-    index = build_catalogue_index(
-        model, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, reduce_dim=args.reduce_dim or None
-    )
-    path = index.save(args.output)
+    try:
+        model = load_model(args.model)
+        catalogue = load_clean_catalogue()
+        # Checked before the embedding pass, which takes minutes on the full catalogue.
+        if args.reduce_dim:
+            check_reduce_dim(args.reduce_dim, int(model.embedding_dim), len(catalogue), name="--reduce-dim")
+        index = build_catalogue_index(
+            model,
+            catalogue,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            reduce_dim=args.reduce_dim or None,
+        )
+        path = index.save(args.output)
+    except (ModelNotFoundError, DataNotFoundError, WeightsNotAvailableError, ValueError) as error:
+        print(f"python -m osoroi.index: error: {error}", file=sys.stderr)
+        return 1
     print(f"Saved {len(index)} items (d={index.dim}) to {path}")
     return 0
 

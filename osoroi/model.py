@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import pickle
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -211,10 +212,18 @@ def load_model(path: str | Path | None = None, map_location: str | torch.device 
             f"Model file not found: {path}. Run notebooks/03_transfer_learning.ipynb to train and save it "
             "(or build an untrained one with osoroi.model.build_model())."
         )
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if payload.get("format_version") != FORMAT_VERSION:
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         raise ValueError(
-            f"{path.name} has format_version={payload.get('format_version')!r}; this code reads version "
+            f"Invalid model file {path}: torch.load with weights_only=True failed ({type(error).__name__}), "
+            "so it is not a model saved by osoroi.model.save_model. "
+            "Re-run notebook 03 to save the model again."
+        ) from error
+    version = payload.get("format_version") if isinstance(payload, dict) else None
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path.name} has format_version={version!r}; this code reads version "
             f"{FORMAT_VERSION}. Re-run notebook 03 to save the model again."
         )
     config = payload["config"]

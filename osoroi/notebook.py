@@ -20,6 +20,11 @@ def setup_notebook(data_dir: str = "", smoke: bool = False, seed: int = 0) -> No
     """
     if data_dir:
         os.environ["OSOROI_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+    if not smoke and os.environ.get("OSOROI_SMOKE") == "1":
+        raise RuntimeError(
+            "smoke=False, but this kernel ran in smoke mode before (OSOROI_SMOKE=1), so its settings "
+            "point at the smoke folders. Restart the kernel (and unset OSOROI_SMOKE) for a full run."
+        )
     # OSOROI_SMOKE marks the set-up as done, so running this cell twice does not nest folders.
     if smoke and os.environ.get("OSOROI_SMOKE") != "1":
         smoke_root = config.derived_dir("smoke")

@@ -169,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     parameters = {name: _parse_parameter(value) for name, value in arguments.parameter}
+    if "smoke" in parameters:
+        # Smoke runs write under derived/smoke/ in the kernel, but this process writes reports/.
+        logger.error("Invalid parameter smoke: the reproduction runs the full study; use 'make test' "
+                     "for smoke runs, or papermill on one notebook with -p smoke True")
+        return 2
     started = time.perf_counter()
     try:
         runs = reproduce(

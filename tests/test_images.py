@@ -251,6 +251,49 @@ def test_custom_pixel_limit_is_enforced(base_image: Image.Image) -> None:
         load_image(data, max_pixels=100)
 
 
+@pytest.mark.parametrize("size", [(10_000, 10_000), (14_000, 14_000)])
+def test_pixel_limit_above_pillow_limit(size: tuple[int, int]) -> None:
+    # 100 MP and 196 MP declared: above Pillow's warning limit and (196 MP) its error limit.
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    data = png_with_declared_size(*size)
+
+    # The header passes the limit, so decoding starts and fails on the missing pixel data.
+    with pytest.raises(InvalidImageError, match="pixels could not be decoded") as raised:
+        load_image(data, max_pixels=200_000_000)
+
+    assert "limit" not in str(raised.value)
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
+
+
+def test_pixel_limit_above_pillow_limit_rejects() -> None:
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    data = png_with_declared_size(15_000, 15_000)
+
+    with pytest.raises(InvalidImageError, match="exceeds the limit of 200,000,000 pixels"):
+        load_image(data, max_pixels=200_000_000)
+
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
+
+
+def test_pixel_limit_below_pillow_limit_names_it() -> None:
+    data = png_with_declared_size(5_000, 5_000)
+
+    with pytest.raises(InvalidImageError, match="exceeds the limit of 1,000,000 pixels") as raised:
+        load_image(data, max_pixels=1_000_000)
+
+    assert "89478485" not in str(raised.value)
+
+
+def test_large_image_within_custom_limit_decodes() -> None:
+    image = Image.new("L", (10_000, 1_000), 200)
+    data = encode(image, "PNG")
+
+    decoded = load_image(data, max_pixels=10_000_000)
+
+    assert decoded.size == (10_000, 1_000)
+    assert decoded.getpixel((5_000, 500)) == (200, 200, 200)
+
+
 @pytest.mark.real_data
 def test_catalogue_images_decode(real_data_dir: Path) -> None:
     images = sorted((real_data_dir / "fashion-product-images-small" / "images").glob("1*.jpg"))[:20]

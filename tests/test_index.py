@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from osoroi import index as index_module
 from osoroi.index import (
     EmbeddingIndex,
     IndexMismatchError,
     IndexNotFoundError,
     build_catalogue_index,
     default_index_path,
+    main,
     normalize_rows,
+    parse_args,
 )
 from tiny_model import TinyModel, write_catalogue
 
@@ -93,6 +96,15 @@ def test_default_path_is_under_derived(tmp_path: Path, monkeypatch: pytest.Monke
 def test_load_missing_file_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(IndexNotFoundError, match="python -m osoroi.index"):
         EmbeddingIndex.load(tmp_path / "missing.npz")
+
+
+def test_failed_load_creates_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path))
+
+    with pytest.raises(IndexNotFoundError):
+        EmbeddingIndex.load()
+
+    assert not (tmp_path / "index").exists()
 
 
 def test_load_corrupt_file_is_rejected(tmp_path: Path) -> None:
@@ -280,3 +292,89 @@ def test_reduced_index_rejects_second_reduction() -> None:
 def test_reduce_rejects_invalid_dimension() -> None:
     with pytest.raises(ValueError, match=r"Invalid dim=12: use an integer in \[1, 11\]"):
         make_index(n=40, dim=12).reduce(12)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--reduce-dim", "-1"], "--reduce-dim: invalid value '-1': use an integer of at least 0"),
+        (["--reduce-dim", "many"], "--reduce-dim: invalid integer 'many'"),
+        (["--batch-size", "0"], "--batch-size: invalid value '0': use an integer of at least 1"),
+        (["--num-workers", "-2"], "--num-workers: invalid value '-2'"),
+        (["--device", "toaster"], "invalid --device 'toaster'"),
+    ],
+)
+def test_cli_rejects_invalid_arguments(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(argv)
+
+    assert raised.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_folder_as_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_args(["--output", str(tmp_path)])
+
+    assert raised.value.code == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def _fail_embedding(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the embedding pass must not start")
+
+
+def test_cli_checks_reduce_dim_before_embedding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import osoroi.model
+    import osoroi.splits
+
+    catalogue = write_catalogue(tmp_path, n_items=6)
+    monkeypatch.setattr(osoroi.model, "load_model", lambda path=None: TinyModel())
+    monkeypatch.setattr(osoroi.splits, "load_clean_catalogue", lambda: catalogue)
+    monkeypatch.setattr(index_module, "build_catalogue_index", _fail_embedding)
+
+    status = main(["--reduce-dim", "64", "--output", str(tmp_path / "index.npz")])
+
+    error = capsys.readouterr().err.strip()
+    assert status == 1
+    assert error.startswith("python -m osoroi.index: error: Invalid --reduce-dim=64")
+    assert "[1, 31]" in error
+    assert "\n" not in error
+    assert not (tmp_path / "index.npz").exists()
+
+
+def test_cli_missing_model_prints_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    monkeypatch.setattr(index_module, "build_catalogue_index", _fail_embedding)
+
+    status = main(["--model", str(tmp_path / "absent.pt")])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "python -m osoroi.index: error:" in error
+    assert "absent.pt" in error
+    assert "Traceback" not in error
+
+
+def test_cli_missing_data_prints_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import osoroi.model
+
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    monkeypatch.setenv("OSOROI_CATALOGUE_DIR", str(tmp_path / "no-catalogue"))
+    monkeypatch.setattr(osoroi.model, "load_model", lambda path=None: TinyModel())
+    monkeypatch.setattr(index_module, "build_catalogue_index", _fail_embedding)
+
+    status = main([])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "python -m osoroi.index: error: Fashion Product Images (Small) not found" in error
+    assert "Traceback" not in error

@@ -32,7 +32,7 @@ def tiny_catalogue(folder: Path, n: int = 12) -> pd.DataFrame:
     rows = []
     for index in range(n):
         path = folder / f"{index}.jpg"
-        Image.new("RGB", (6, 8), (20 * index, 0, 255 - 20 * index)).save(path)
+        Image.new("RGB", (24, 32), (20 * index, 0, 255 - 20 * index)).save(path)
         rows.append(
             {
                 "id": index,
@@ -184,3 +184,19 @@ def test_predict_returns_embeddings_and_classes() -> None:
     assert embeddings.shape == (5, 16)
     assert set(predictions) == set(HEADS)
     assert predictions["articleType"].max() < 3
+
+
+def test_load_model_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_text("not a model")
+
+    with pytest.raises(ValueError, match=r"Invalid model file .*model.pt.*Re-run notebook 03"):
+        load_model(path)
+
+
+def test_load_model_other_payload(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+
+    with pytest.raises(ValueError, match="format_version=None"):
+        load_model(path)

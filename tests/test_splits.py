@@ -98,6 +98,33 @@ def test_load_split_matches_clean_table(tiny_settings: Path) -> None:
     assert load_clean_catalogue()["id"].tolist() == built["clean"]["id"].tolist()
 
 
+def test_split_keeps_groups_together() -> None:
+    items = make_items({"Shirts": 40, "Tshirts": 40})
+    # Every fourth item shares its image with the next one, across classes at the border.
+    groups = pd.Series([f"image-{index // 2 if index % 4 < 2 else index}" for index in range(len(items))])
+
+    split = split_catalogue(items, groups=groups, seed=3).set_index("id")["split"]
+
+    for _, members in items.groupby(groups.to_numpy())["id"]:
+        assert split.loc[members].nunique() == 1
+    assert set(split) == {"train", "val", "test"}
+
+
+def test_split_groups_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="groups has 2 values for 3 rows"):
+        split_catalogue(make_items({"Shirts": 3}), groups=pd.Series(["a", "b"]))
+
+
+def test_image_hashes_identical_files(tmp_path: Path) -> None:
+    for name, content in (("1.jpg", b"same"), ("2.jpg", b"same"), ("3.jpg", b"other")):
+        (tmp_path / name).write_bytes(content)
+
+    hashes = splits.image_hashes([tmp_path / name for name in ("1.jpg", "2.jpg", "3.jpg")])
+
+    assert hashes[0] == hashes[1]
+    assert hashes[0] != hashes[2]
+
+
 @pytest.fixture(scope="module")
 def real_build(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with pytest.MonkeyPatch.context() as patch:
@@ -124,6 +151,16 @@ def test_real_clean_table_sizes(real_build: dict) -> None:
 @pytest.mark.real_data
 def test_real_split_sizes(real_build: dict) -> None:
     clean = real_build["loaded"]
-    assert clean["split"].value_counts().to_dict() == {"train": 30_496, "val": 6_537, "test": 6_537}
+    assert clean["split"].value_counts().to_dict() == {"train": 30_527, "val": 6_514, "test": 6_529}
     per_class = pd.crosstab(clean["articleType"], clean["split"])
     assert (per_class > 0).all().all()
+
+
+@pytest.mark.real_data
+def test_real_split_no_shared_images(real_build: dict) -> None:
+    clean = real_build["loaded"]
+    hashes = splits.image_hashes(clean["image_path"].tolist())
+
+    parts_per_image = clean.groupby(hashes.to_numpy())["split"].nunique()
+
+    assert (parts_per_image == 1).all()

@@ -119,9 +119,56 @@ def test_local_state_dict_file_loads(tmp_path: Path) -> None:
     torch.save({"state_dict": state}, path)
     source = resolve_weights(path)
     backbone = source.load(tail_blocks=1)
-    assert source.name == "file:resnet50.pt"
+    assert source.name.startswith(f"file:{path.resolve()}@")
     assert torch.equal(backbone.tail[0].conv3.weight, state["layer4.2.conv3.weight"].float())
     assert source.preprocessing().mean == weights.IMAGENET_MEAN
+
+
+def test_local_files_get_distinct_names(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first, second = tmp_path / "a" / "weights.pt", tmp_path / "b" / "weights.pt"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    torch.save(TinyNet().state_dict(), first)
+    torch.save(TinyNet().state_dict(), second)
+
+    first_name = resolve_weights(first).name
+    second_name = resolve_weights(second).name
+
+    assert first_name != second_name
+    assert str(first.resolve()) in first_name
+    assert str(second.resolve()) in second_name
+    assert first_name.rpartition("@")[2] != second_name.rpartition("@")[2]
+
+
+def test_local_file_name_resolves_again(tmp_path: Path) -> None:
+    path = tmp_path / "w.pt"
+    state = TinyNet().state_dict()
+    torch.save(state, path)
+    name = resolve_weights(path).name
+
+    again = resolve_weights(name)
+
+    assert again.name == name
+    assert torch.equal(again.loader()["conv.weight"], state["conv.weight"])
+
+
+def test_changed_local_file_warns(tmp_path: Path) -> None:
+    path = tmp_path / "w.pt"
+    torch.save(TinyNet().state_dict(), path)
+    name = resolve_weights(path).name
+    torch.save(TinyNet().state_dict(), path)
+
+    with pytest.warns(UserWarning, match="file changed"):
+        again = resolve_weights(name)
+
+    assert again.name != name
+    assert again.name.startswith(f"file:{path.resolve()}@")
+
+
+def test_missing_local_file_raises(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotAvailableError, match="Weights file not found"):
+        resolve_weights(f"file:{tmp_path / 'absent.pt'}@0123456789ab")
 
 
 def test_local_file_missing_keys_raise(tmp_path: Path) -> None:
@@ -149,8 +196,22 @@ def test_unexpected_keys_raise() -> None:
 
 
 def test_ignored_prefixes_are_skipped() -> None:
-    state = {k: v for k, v in TinyNet().state_dict().items() if not k.startswith("fc.")}
-    load_backbone_state(TinyNet(), state, ignore_prefixes=("fc.",))
+    torch.manual_seed(0)
+    source = TinyNet()
+    state = {
+        **{k: v for k, v in source.state_dict().items() if not k.startswith("fc.")},
+        "fc.weight": torch.full((2, 4), 7.0),
+        "fc.bias": torch.full((2,), 7.0),
+    }
+    target = TinyNet()
+    fc_before = {k: v.clone() for k, v in target.fc.state_dict().items()}
+
+    load_backbone_state(target, state, ignore_prefixes=("fc.",))
+
+    assert torch.equal(target.conv.weight, source.conv.weight)
+    assert torch.equal(target.conv.bias, source.conv.bias)
+    assert torch.equal(target.fc.weight, fc_before["weight"])
+    assert torch.equal(target.fc.bias, fc_before["bias"])
 
 
 def test_missing_weights_file_raises(tmp_path: Path) -> None:
