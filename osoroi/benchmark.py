@@ -28,6 +28,7 @@ import torch
 from osoroi import config
 from osoroi.atomic import write_json
 from osoroi.images import load_image
+from osoroi.cli_types import non_negative_int, positive_int
 from osoroi.index import EmbeddingIndex, import_faiss, normalize_rows
 from osoroi.inference import run_model
 
@@ -294,22 +295,6 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  bfloat16 vs float32 embedding cosine (min over 8 images): {throughput['bfloat16_embedding_cosine_min']:.4f}")
 
 
-def positive_int(text: str) -> int:
-    """Parse a command line integer of at least 1 (an ``argparse`` type)."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 1")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """Parse a command line integer of at least 0 (an ``argparse`` type)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 0")
-    return value
-
-
 def existing_file(text: str) -> Path:
     """Parse the path of an existing file (an ``argparse`` type)."""
     path = Path(text).expanduser()
@@ -319,11 +304,6 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

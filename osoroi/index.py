@@ -26,6 +26,7 @@ import numpy as np
 
 from osoroi import config
 from osoroi.atomic import atomic_open
+from osoroi.cli_types import non_negative_int, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -529,25 +530,6 @@ def build_catalogue_index(
     return index if reduce_dim is None else index.reduce(reduce_dim)
 
 
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use an integer of at least 0")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -558,12 +540,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", type=Path, default=None, help="model file (default: derived/models/osoroi-model.pt)")
     parser.add_argument("--output", type=Path, default=None, help="index file (default: derived/index/catalogue-index.npz)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64,
+    parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="images per forward pass (default: 64)")
-    parser.add_argument("--num-workers", type=_non_negative_int, default=0,
+    parser.add_argument("--num-workers", type=non_negative_int, default=0,
                         help="DataLoader worker processes (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device for the forward passes (default: cpu)")
-    parser.add_argument("--reduce-dim", type=_non_negative_int, default=256,
+    parser.add_argument("--reduce-dim", type=non_negative_int, default=256,
                         help="PCA dimensions of the saved vectors, 0 to keep the model's (default: 256)")
     args = parser.parse_args(argv)
     if args.output is not None and args.output.is_dir():
