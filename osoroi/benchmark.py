@@ -304,8 +304,6 @@ def existing_file(text: str) -> Path:
     return path
 
 
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the command line of ``python -m osoroi.benchmark``; exit with status 2 on bad input."""
     parser = argparse.ArgumentParser(
