@@ -6,13 +6,12 @@ import hashlib
 import json
 import logging
 
-import numpy as np
 import pandas as pd
 import torch
 
 from osoroi.atomic import atomic_path
 from osoroi.config import derived_dir
-from osoroi.index import LABEL_COLUMNS, EmbeddingIndex, relative_image_path
+from osoroi.index import EmbeddingIndex, index_from_rows
 from osoroi.inference import embed_images
 
 logger = logging.getLogger(__name__)
@@ -84,15 +83,7 @@ def build_demo_model_and_index(
     keep = outputs.valid
     items = items[keep].reset_index(drop=True)
     fit_heads(model, torch.from_numpy(outputs.embeddings[keep]), items, steps=HEAD_STEPS, seed=seed)
-    labels = {name: items[name].tolist() for name in LABEL_COLUMNS if name in items.columns}
-    index = EmbeddingIndex.from_vectors(
-        vectors=outputs.embeddings[keep],
-        ids=items["id"].to_numpy(dtype=np.int64),
-        labels=labels,
-        image_paths=[relative_image_path(path) for path in items["image_path"]],
-        fingerprint=model.fingerprint,
-        pixel_hashes=outputs.pixel_hashes[keep],
-    )
+    index = index_from_rows(model, items, outputs.embeddings[keep], outputs.pixel_hashes[keep])
     if cache:
         with atomic_path(heads_path) as temporary:
             torch.save(model.heads.state_dict(), temporary)

@@ -22,7 +22,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 
 from osoroi.atomic import atomic_open
 from osoroi.config import derived_dir
-from osoroi.index import LABEL_COLUMNS, EmbeddingIndex, normalize_rows, relative_image_path
+from osoroi.index import EmbeddingIndex, index_from_rows, normalize_rows
 from osoroi.inference import InferenceOutputs, embed_images
 from osoroi.metrics import accuracy, macro_f1, precision_at_k, reliability_bins, top_k_accuracy
 from osoroi.photos import PHOTO_CLASS_ARTICLE_TYPES, photo_hits
@@ -207,14 +207,7 @@ def _outputs_key(fingerprint: Mapping[str, str], precision: str, ids: Sequence[i
 def index_from_outputs(model: Any, catalogue: pd.DataFrame, outputs: InferenceOutputs) -> EmbeddingIndex:
     """Return the embedding index over the rows of ``catalogue`` whose images decoded."""
     rows = catalogue[outputs.valid]
-    return EmbeddingIndex.from_vectors(
-        vectors=outputs.embeddings[outputs.valid],
-        ids=rows["id"].to_numpy(dtype=np.int64),
-        labels={name: rows[name].tolist() for name in LABEL_COLUMNS if name in rows.columns},
-        image_paths=[relative_image_path(path) for path in rows["image_path"]],
-        fingerprint=model.fingerprint,
-        pixel_hashes=outputs.pixel_hashes[outputs.valid],
-    )
+    return index_from_rows(model, rows, outputs.embeddings[outputs.valid], outputs.pixel_hashes[outputs.valid])
 
 
 # --- Classification heads --------------------------------------------------------------------

@@ -491,6 +491,18 @@ def relative_image_path(path: str | os.PathLike[str]) -> str:
         return str(path)
 
 
+def index_from_rows(model: Any, rows: Any, embeddings: np.ndarray, pixel_hashes: np.ndarray) -> EmbeddingIndex:
+    """Build an index of catalogue ``rows`` (a frame with ``id``, labels and ``image_path``) and their embeddings (n, d)."""
+    return EmbeddingIndex.from_vectors(
+        vectors=embeddings,
+        ids=rows["id"].to_numpy(dtype=np.int64),
+        labels={name: rows[name].tolist() for name in LABEL_COLUMNS if name in rows.columns},
+        image_paths=[relative_image_path(path) for path in rows["image_path"]],
+        fingerprint=model.fingerprint,
+        pixel_hashes=pixel_hashes,
+    )
+
+
 def build_catalogue_index(
     model: Any,
     catalogue: Any = None,
@@ -517,16 +529,7 @@ def build_catalogue_index(
     if not keep.all():
         bad_ids = catalogue["id"].to_numpy()[~keep].tolist()
         warnings.warn(f"Left {len(bad_ids)} items out of the index: their images failed to decode (ids {bad_ids[:20]}).")
-    rows = catalogue[keep]
-    labels = {name: rows[name].tolist() for name in LABEL_COLUMNS if name in rows.columns}
-    index = EmbeddingIndex.from_vectors(
-        vectors=outputs.embeddings[keep],
-        ids=rows["id"].to_numpy(dtype=np.int64),
-        labels=labels,
-        image_paths=[relative_image_path(path) for path in rows["image_path"]],
-        fingerprint=model.fingerprint,
-        pixel_hashes=outputs.pixel_hashes[keep],
-    )
+    index = index_from_rows(model, catalogue[keep], outputs.embeddings[keep], outputs.pixel_hashes[keep])
     return index if reduce_dim is None else index.reduce(reduce_dim)
 
 

@@ -323,7 +323,7 @@ COMPLETED_FILE = "completed.json"
 
 
 def _resumable(run_dir: Path, run_config: dict[str, Any]) -> bool:
-    """Return True when ``run_dir`` holds an interrupted run with the same configuration."""
+    """Return True when ``run_dir`` contains an interrupted run with the same configuration."""
     last = run_dir / "checkpoints" / "last.ckpt"
     saved = run_dir / RUN_CONFIG_FILE
     if not last.exists():
@@ -353,7 +353,7 @@ def fit(
 ) -> TrainingResult:
     """Train ``module`` with checkpoints, early stopping on ``val_loss`` and a CSV log under ``run_dir``.
 
-    When ``resume`` is true and ``run_dir`` holds an interrupted run (a
+    When ``resume`` is true and ``run_dir`` contains an interrupted run (a
     ``last.ckpt`` without ``completed.json``) with the same configuration
     (epochs, seed, hyperparameters), training continues from it with
     ``ckpt_path``; otherwise the old checkpoints are removed and training
