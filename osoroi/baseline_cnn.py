@@ -168,7 +168,7 @@ class TrainingResult:
 
 def train_baseline_cnn(
     datamodule: pl.LightningDataModule,
-    max_epochs: int = 12,
+    max_epochs: int = 15,
     output_dir: Path | None = None,
     seed: int = 0,
     limit_train_batches: int | float | None = None,

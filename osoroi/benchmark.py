@@ -135,17 +135,18 @@ def benchmark_match(matcher: Any, data: bytes, repeats: int) -> dict[str, Any]:
     """Time one upload end to end and each stage: decode, preprocess, forward and search."""
     image = load_image(data)
     tensor = matcher.model.preprocessing.transform(image).unsqueeze(0)
-    embedding, _ = run_model(matcher.model, tensor)
+    embedding, _ = matcher.forward(tensor)
     query = embedding[0].numpy()
     return {
         "image_size": list(image.size),
         "resolution": matcher.model.preprocessing.resolution,
         "index_items": len(matcher.index),
         "index_dim": matcher.index.dim,
+        "precision": matcher.precision,
         "match": percentiles_ms(time_calls(lambda: matcher.match(data, k=4), repeats)),
         "decode": percentiles_ms(time_calls(lambda: load_image(data), repeats)),
         "preprocess": percentiles_ms(time_calls(lambda: matcher.model.preprocessing.transform(image), repeats)),
-        "forward": percentiles_ms(time_calls(lambda: run_model(matcher.model, tensor), repeats)),
+        "forward": percentiles_ms(time_calls(lambda: matcher.forward(tensor), repeats)),
         "search": percentiles_ms(time_calls(lambda: matcher.index.search(query, k=4), repeats)),
     }
 
@@ -267,7 +268,7 @@ def print_report(report: dict[str, Any]) -> None:
     match = report["match"]
     print(f"\nmatch of one upload ({report['upload']}, {match['image_size'][0]}x{match['image_size'][1]}) "
           f"at resolution {match['resolution']}, {match['index_items']} items of dimension "
-          f"{match['index_dim']} ({report['matcher']}):")
+          f"{match['index_dim']}, {match['precision']} ({report['matcher']}):")
     for stage in ("match", "decode", "preprocess", "forward", "search"):
         values = match[stage]
         print(f"  {stage:<11} p50 {values['p50_ms']:8.2f} ms   p95 {values['p95_ms']:8.2f} ms")

@@ -5,12 +5,11 @@ when the CPU supports bfloat16 in oneDNN (checked with
 ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``), otherwise in float32.
 Features are stored as float16 ``.npy`` files under
 ``derived_dir("embeddings")``, named by a key of backbone, weights,
-resolution, stage and the image list, so later notebooks reuse them.
+resolution, stage and the set of images, so later notebooks reuse them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from osoroi.atomic import atomic_path, write_json
 from osoroi.config import derived_dir
 from osoroi.images import load_image
-from osoroi.inference import autocast_context as precision_context
+from osoroi.inference import autocast_context, bfloat16_supported, precision_name
 from osoroi.model import OsoroiModel
 from osoroi.weights import Preprocessing
 
@@ -55,19 +54,6 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.preprocessing.transform(load_image(self.paths[index])), index
-
-
-def bfloat16_supported() -> bool:
-    """Return True when this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def autocast_context(use_bfloat16: bool) -> contextlib.AbstractContextManager:
-    """Return a CPU bfloat16 autocast context when ``use_bfloat16``, else a no-op context."""
-    return precision_context("bfloat16" if use_bfloat16 else "float32")
 
 
 def stage_module(model: OsoroiModel, stage: str) -> torch.nn.Module:
@@ -123,7 +109,7 @@ def extract_features(
     try:
         bar = tqdm(total=len(paths), desc="features", unit="img", disable=not progress)
         for images, indices in iterate_batches(paths, preprocessing, batch_size, num_workers):
-            with torch.inference_mode(), autocast_context(use_bfloat16):
+            with torch.inference_mode(), autocast_context(precision_name(use_bfloat16)):
                 features = module(images.contiguous(memory_format=memory_format))
             features = features.float().numpy().astype(np.float16)
             if out is None:
@@ -139,15 +125,15 @@ def extract_features(
 
 
 def cache_key(fingerprint: dict[str, str], stage: str, paths: Sequence[str | Path], tail_blocks: int) -> str:
-    """Return a file-name-safe key of backbone, weights, resolution, stage, split point and image list.
+    """Return a file-name-safe key of backbone, weights, resolution, stage, split point and image set.
 
-    The image list enters as a hash of the file names (not the folders), so a
-    cache stays valid when the data folder moves. ``fingerprint["model"]``
-    enters only for a trained model: a model with untrained heads has the
-    pretrained backbone, whose features do not depend on the heads.
+    The images enter as a hash of their sorted file names (not the folders), so a
+    cache stays valid when the data folder moves, and a notebook that lists the
+    same images in another order finds it too. ``fingerprint["model"]`` enters
+    only for a trained model: a model with untrained heads has the pretrained
+    backbone, whose features do not depend on the heads.
     """
-    names = "\n".join(Path(path).name for path in paths)
-    images_hash = hashlib.sha256(names.encode()).hexdigest()[:12]
+    images_hash = _images_hash(paths)
     weights = _file_name_safe(fingerprint["weights"])
     model_id = fingerprint.get("model", UNTRAINED)
     trained = "" if model_id.startswith(UNTRAINED) else f"-{_file_name_safe(model_id)}"
@@ -155,6 +141,26 @@ def cache_key(fingerprint: dict[str, str], stage: str, paths: Sequence[str | Pat
         f"{fingerprint['backbone']}-{weights}-r{fingerprint['resolution']}{trained}-{stage}"
         f"-t{tail_blocks}-n{len(paths)}-{images_hash}"
     )
+
+
+def _images_hash(paths: Sequence[str | Path]) -> str:
+    names = "\n".join(sorted(Path(path).name for path in paths))
+    return hashlib.sha256(names.encode()).hexdigest()[:12]
+
+
+def rows_in_order(stored_names: Sequence[str], paths: Sequence[str | Path]) -> np.ndarray | None:
+    """Return the stored row of each of ``paths`` (by file name), or None when the stored order matches."""
+    requested = [Path(path).name for path in paths]
+    if list(stored_names) == requested:
+        return None
+    row_of = {name: row for row, name in enumerate(stored_names)}
+    missing = [name for name in requested if name not in row_of]
+    if missing or len(stored_names) != len(requested):
+        raise ValueError(
+            f"The cache contains {len(stored_names)} images but {len(requested)} were requested "
+            f"(missing: {missing[:3]}). Delete the cache file to rebuild it."
+        )
+    return np.asarray([row_of[name] for name in requested], dtype=np.int64)
 
 
 def _file_name_safe(text: str) -> str:
@@ -199,7 +205,12 @@ def cached_features(
     if path.exists() and sidecar.exists() and not rebuild:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         logger.info("Reusing cached %s features %s", stage, path.name)
-        return FeatureCache(path, np.load(path, mmap_mode="r"), metadata)
+        features = np.load(path, mmap_mode="r")
+        rows = rows_in_order(metadata["image_names"], paths)
+        if rows is not None:
+            logger.info("Reordering the cached rows to the requested order (this reads them into memory)")
+            features = np.asarray(features[rows])
+        return FeatureCache(path, features, metadata)
 
     module = stage_module(model, stage)
     with torch.inference_mode():
@@ -269,8 +280,7 @@ def cosine_agreement(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def model_embeddings_path(model: OsoroiModel, paths: Sequence[str | Path]) -> Path:
     """Return where :func:`save_model_embeddings` stores ``model``'s embeddings of ``paths``."""
-    names = "\n".join(Path(path).name for path in paths)
-    images_hash = hashlib.sha256(names.encode()).hexdigest()[:12]
+    images_hash = _images_hash(paths)
     model_id = _file_name_safe(model.fingerprint["model"])
     fingerprint = model.fingerprint
     weights = _file_name_safe(fingerprint["weights"])
@@ -297,6 +307,11 @@ def save_model_embeddings(model: OsoroiModel, paths: Sequence[str | Path], embed
 
 
 def load_model_embeddings(model: OsoroiModel, paths: Sequence[str | Path]) -> np.ndarray | None:
-    """Return the embeddings saved for this exact model and image list, or None when there are none."""
+    """Return the embeddings saved for this exact model and image set, in the order of ``paths``, or None."""
     path = model_embeddings_path(model, paths)
-    return np.load(path, mmap_mode="r") if path.exists() else None
+    sidecar = path.with_suffix(".json")
+    if not (path.exists() and sidecar.exists()):
+        return None
+    embeddings = np.load(path, mmap_mode="r")
+    rows = rows_in_order(json.loads(sidecar.read_text(encoding="utf-8"))["image_names"], paths)
+    return embeddings if rows is None else np.asarray(embeddings[rows])

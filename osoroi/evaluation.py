@@ -23,7 +23,13 @@ from sklearn.metrics import classification_report, confusion_matrix
 from osoroi.atomic import atomic_open
 from osoroi.config import derived_dir
 from osoroi.index import EmbeddingIndex, index_from_rows, normalize_rows
-from osoroi.inference import InferenceOutputs, embed_images
+from osoroi.inference import (
+    InferenceOutputs,
+    autocast_context,
+    bfloat16_supported,
+    embed_images,
+    precision_name,
+)
 from osoroi.metrics import accuracy, macro_f1, precision_at_k, reliability_bins, top_k_accuracy
 from osoroi.photos import PHOTO_CLASS_ARTICLE_TYPES, photo_hits
 
@@ -173,7 +179,7 @@ def raw_backbone_features(model: Any, paths: Sequence[str]) -> np.ndarray:
     otherwise the pooled features come from :func:`osoroi.embeddings.cached_features` under
     ``derived_dir("embeddings")``, extracted there when missing.
     """
-    from osoroi.embeddings import bfloat16_supported, cache_key, cached_features
+    from osoroi.embeddings import cache_key, cached_features
     from osoroi.model import build_model
 
     fingerprint = model.fingerprint
@@ -192,7 +198,7 @@ def raw_backbone_features(model: Any, paths: Sequence[str]) -> np.ndarray:
     trunk = cached_features(raw, list(paths), stage="trunk").features
     raw.eval()
     pooled = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16_supported()):
+    with torch.inference_mode(), autocast_context(precision_name(bfloat16_supported())):
         for start in tqdm(range(0, len(trunk), 256), desc="pretrained tail", unit="batch"):
             batch = torch.from_numpy(np.asarray(trunk[start:start + 256], dtype=np.float32))
             pooled.append(raw.backbone.forward_tail(batch).float().numpy())

@@ -93,6 +93,16 @@ def pixel_hash(image: Any) -> int:
     return int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Return ``vectors @ query`` for rows (n, d) and one query (d,), computed on the calling thread.
+
+    For one query numpy's einsum loop is faster than OpenBLAS on one thread (2.1 ms
+    against 4.5 ms at 44,000 x 256 on 2 cores) and about as fast as OpenBLAS on two,
+    without waking OpenBLAS's thread pool (see :func:`osoroi.matcher.single_threaded_blas`).
+    """
+    return np.einsum("ij,j->i", vectors, query)
+
+
 @dataclass
 class SearchHits:
     """Result of one query: row positions in the index and their cosine similarities, best first."""
@@ -410,12 +420,12 @@ class EmbeddingIndex:
                 mask[excluded] = False
             candidates = np.flatnonzero(mask)
             if candidates.size < _GATHER_SHARE * len(self):
-                scores = self.vectors[candidates] @ query
+                scores = cosine_scores(self.vectors[candidates], query)
                 return _top_k(scores, k, candidates)
-            scores = self.vectors @ query
+            scores = cosine_scores(self.vectors, query)
             scores[~mask] = -np.inf
         else:
-            scores = self.vectors @ query
+            scores = cosine_scores(self.vectors, query)
             scores[excluded] = -np.inf
         return _top_k(scores, k, None)
 

@@ -61,6 +61,19 @@ class ImageListDataset(Dataset):
         return self.preprocessing.transform(image), pixel_hash(image), ""
 
 
+def bfloat16_supported() -> bool:
+    """Return True when this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision_name(use_bfloat16: bool) -> str:
+    """Return "bfloat16" or "float32", the ``precision`` argument of :func:`autocast_context`."""
+    return "bfloat16" if use_bfloat16 else "float32"
+
+
 def autocast_context(precision: str, device: str | torch.device = "cpu") -> contextlib.AbstractContextManager:
     """Return the autocast context for ``precision`` ("float32": none, "bfloat16": torch.autocast)."""
     if precision not in PRECISIONS:

@@ -24,6 +24,7 @@ folder not named ``images``, matches neither rule and can come back as its own m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -35,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from threadpoolctl import ThreadpoolController
 
 from osoroi.images import ImageSource, InvalidImageError, load_image
 from osoroi.index import FILTER_KEYS, EmbeddingIndex, default_index_path, pixel_hash
-from osoroi.inference import run_model
+from osoroi.inference import PRECISIONS, bfloat16_supported, precision_name, run_model
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +97,21 @@ class Matcher:
             ``fingerprint``, ``forward``); it is put in eval mode.
         index: the embedding index built with this model.
         search_method: "exact" (default) or "faiss" (approximate, needs faiss-cpu).
+        precision: "float32" or "bfloat16" (CPU autocast with channels_last). None picks
+            bfloat16 where the CPU runs it natively (:func:`osoroi.inference.bfloat16_supported`).
+            Notebook 03 checks that bfloat16 embeddings agree with float32 to a cosine of at least 0.99.
 
     Raises:
         IndexMismatchError: the index was built with a model of another fingerprint.
     """
 
-    def __init__(self, model: Any, index: EmbeddingIndex, search_method: str = "exact") -> None:
+    def __init__(
+        self, model: Any, index: EmbeddingIndex, search_method: str = "exact", precision: str | None = None
+    ) -> None:
+        if precision is None:
+            precision = precision_name(bfloat16_supported())
+        if precision not in PRECISIONS:
+            raise ValueError(f"Invalid precision={precision!r}. Only {', '.join(PRECISIONS)} are supported.")
         index.check_model(model)
         embedding_dim = getattr(model, "embedding_dim", index.input_dim)
         if embedding_dim != index.input_dim:
@@ -111,6 +122,7 @@ class Matcher:
         self.model = model.eval()
         self.index = index
         self.search_method = search_method
+        self.precision = precision
 
     @classmethod
     def from_files(
@@ -127,9 +139,12 @@ class Matcher:
 
     def predict(self, image: Image.Image) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Return (embedding of shape (d,), head name -> probabilities of shape (n_classes,)) for an RGB image."""
-        batch = self.model.preprocessing.transform(image).unsqueeze(0)
-        embedding, probabilities = run_model(self.model, batch)
+        embedding, probabilities = self.forward(self.model.preprocessing.transform(image).unsqueeze(0))
         return embedding[0].numpy(), {name: value[0].numpy() for name, value in probabilities.items()}
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return (float32 embeddings, head name -> probabilities) of a preprocessed batch (N, 3, H, W)."""
+        return run_model(self.model, batch, self.precision, channels_last=self.precision == "bfloat16")
 
     def match(
         self,
@@ -155,24 +170,26 @@ class Matcher:
         _check_positive("top", top)
         # Filters are checked before the forward pass, so a bad one fails fast.
         mask = self.index.filter_mask(filters)
-        decoded = load_image(image)
-        embedding, probabilities = self.predict(decoded)
-        predictions = {
-            name: _top_labels(self.model.head_classes[name], values, top) for name, values in probabilities.items()
-        }
-        own = self.own_positions(image, decoded)
-        hits = self.index.search(embedding, k=k, mask=mask, exclude=own, method=self.search_method)
-        matches = [
-            MatchItem(
-                id=int(self.index.ids[position]),
-                similarity=float(similarity),
-                labels=self.index.item_labels(position),
-                image_path=self.index.image_path(position),
-            )
-            for position, similarity in zip(hits.positions.tolist(), hits.similarities.tolist())
-        ]
-        if len(matches) < k:
-            logger.info("Found %d of k=%d matches (filters %s)", len(matches), k, filters)
+        with single_threaded_blas():
+            decoded = load_image(image)
+            embedding, probabilities = self.predict(decoded)
+            predictions = {
+                name: _top_labels(self.model.head_classes[name], values, top)
+                for name, values in probabilities.items()
+            }
+            own = self.own_positions(image, decoded)
+            hits = self.index.search(embedding, k=k, mask=mask, exclude=own, method=self.search_method)
+            matches = [
+                MatchItem(
+                    id=int(self.index.ids[position]),
+                    similarity=float(similarity),
+                    labels=self.index.item_labels(position),
+                    image_path=self.index.image_path(position),
+                )
+                for position, similarity in zip(hits.positions.tolist(), hits.similarities.tolist())
+            ]
+            if len(matches) < k:
+                logger.info("Found %d of k=%d matches (filters %s)", len(matches), k, filters)
         return MatchResult(image=decoded, predictions=predictions, matches=matches)
 
     def own_positions(self, source: ImageSource, decoded: Image.Image) -> set[int]:
@@ -198,6 +215,22 @@ class Matcher:
             if Path(self.index.image_path(position)).resolve() == resolved:
                 return position
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # inspects the loaded libraries once (a few ms)
+
+
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Return a context in which numpy's BLAS (OpenBLAS or MKL) runs on the calling thread only.
+
+    A match multiplies only small arrays in numpy. Extra BLAS threads keep spinning after
+    each call and take the cores from the model's next forward pass, so on 2 cores a match
+    took about 70 ms instead of 30 ms (``python -m osoroi.benchmark``). Torch's own thread
+    pool is not affected.
+    """
+    return _threadpool_controller().limit(limits=1, user_api="blas")
 
 
 def _source_path(source: ImageSource) -> Path | None:

@@ -33,7 +33,8 @@ from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Dataset
 
 from osoroi.atomic import write_json
-from osoroi.embeddings import ImageFileDataset, autocast_context, bfloat16_supported
+from osoroi.embeddings import ImageFileDataset
+from osoroi.inference import autocast_context, bfloat16_supported, precision_name
 from osoroi.model import OsoroiModel
 from osoroi.multitask import MISSING, balanced_class_weights, encode_targets, masked_multitask_loss
 
@@ -450,7 +451,7 @@ def predict(
         batch = torch.from_numpy(np.asarray(inputs[rows[start : start + batch_size]], dtype=np.float32))
         if batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with autocast_context(use_bfloat16):
+        with autocast_context(precision_name(use_bfloat16)):
             embedding, logits = model.forward_from(stage, batch)
         embeddings.append(embedding.float().numpy())
         for name, value in logits.items():

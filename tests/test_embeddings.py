@@ -15,7 +15,10 @@ from osoroi.embeddings import (
     cached_features,
     cosine_agreement,
     extract_features,
+    load_model_embeddings,
     measure_throughput,
+    rows_in_order,
+    save_model_embeddings,
 )
 from osoroi.model import OsoroiModel
 from osoroi.weights import FeatureBackbone, Preprocessing
@@ -56,7 +59,13 @@ def test_cache_key_depends_on_each_part() -> None:
     assert cache_key(FINGERPRINT, "trunk", paths, 1) != key
     assert cache_key(FINGERPRINT, "pooled", paths, 3) != key
     assert cache_key(FINGERPRINT, "pooled", ["a/1.jpg", "a/3.jpg"], 1) != key
-    assert cache_key(FINGERPRINT, "pooled", ["a/2.jpg", "a/1.jpg"], 1) != key
+    assert cache_key(FINGERPRINT, "pooled", ["a/1.jpg"], 1) != key
+
+
+def test_cache_key_ignores_image_order() -> None:
+    assert cache_key(FINGERPRINT, "pooled", ["a/2.jpg", "a/1.jpg"], 1) == cache_key(
+        FINGERPRINT, "pooled", ["a/1.jpg", "a/2.jpg"], 1
+    )
 
 
 def test_cache_key_ignores_folder_and_heads() -> None:
@@ -95,6 +104,36 @@ def test_cached_features_written_then_reused(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr("osoroi.embeddings.extract_features", lambda *a, **k: pytest.fail("extracted again"))
     second = cached_features(model, paths, stage="pooled", progress=False)
     assert np.array_equal(np.asarray(second.features), np.asarray(first.features))
+
+
+def test_cached_features_reused_in_another_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    paths = write_images(tmp_path)
+    model = tiny_model()
+    first = cached_features(model, paths, stage="pooled", use_bfloat16=False, progress=False)
+    monkeypatch.setattr("osoroi.embeddings.extract_features", lambda *a, **k: pytest.fail("extracted again"))
+    reordered = [paths[3], paths[0], paths[4], paths[2], paths[1]]
+    second = cached_features(model, reordered, stage="pooled", progress=False)
+    assert np.array_equal(second.features, np.asarray(first.features)[[3, 0, 4, 2, 1]])
+
+
+def test_rows_in_order() -> None:
+    assert rows_in_order(["1.jpg", "2.jpg"], ["a/1.jpg", "b/2.jpg"]) is None
+    assert rows_in_order(["1.jpg", "2.jpg", "3.jpg"], ["3.jpg", "1.jpg", "2.jpg"]).tolist() == [2, 0, 1]
+    with pytest.raises(ValueError, match=r"missing: \['4.jpg'\]"):
+        rows_in_order(["1.jpg", "2.jpg"], ["1.jpg", "4.jpg"])
+
+
+def test_model_embeddings_loaded_in_any_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    model = tiny_model()
+    paths = [f"images/{index}.jpg" for index in range(4)]
+    assert load_model_embeddings(model, paths) is None
+    embeddings = np.arange(8, dtype=np.float32).reshape(4, 2)
+    save_model_embeddings(model, paths, embeddings)
+    assert np.array_equal(load_model_embeddings(model, paths), embeddings)
+    assert np.array_equal(load_model_embeddings(model, paths[::-1]), embeddings[::-1])
+    assert load_model_embeddings(model, paths[:3]) is None
 
 
 def test_cached_trunk_features_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

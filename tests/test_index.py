@@ -14,6 +14,7 @@ from osoroi.index import (
     IndexMismatchError,
     IndexNotFoundError,
     build_catalogue_index,
+    cosine_scores,
     default_index_path,
     main,
     normalize_rows,
@@ -46,6 +47,14 @@ def test_vectors_are_unit_norm_float32() -> None:
 
     assert index.vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_cosine_scores_equal_the_matrix_product() -> None:
+    index = make_index(n=40, dim=16)
+    query = index.vectors[3]
+
+    assert np.allclose(cosine_scores(index.vectors, query), index.vectors @ query, atol=1e-6)
+    assert cosine_scores(index.vectors, query)[3] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_missing_label_becomes_empty_string() -> None:

@@ -216,6 +216,45 @@ def test_transparent_upload_matches_like_white_background(matcher: Matcher) -> N
     assert [item.id for item in from_png.matches] == [item.id for item in from_flat.matches]
 
 
+def test_invalid_precision_is_rejected(matcher: Matcher) -> None:
+    with pytest.raises(ValueError, match="Invalid precision='float16'"):
+        Matcher(matcher.model, matcher.index, precision="float16")
+
+
+def test_bfloat16_match_agrees_with_float32(matcher: Matcher) -> None:
+    upload = encode(synthetic_photo(), "JPEG")
+    exact = Matcher(matcher.model, matcher.index, precision="float32").match(upload, k=3)
+    fast = Matcher(matcher.model, matcher.index, precision="bfloat16").match(upload, k=3)
+
+    assert [item.id for item in fast.matches][:1] == [item.id for item in exact.matches][:1]
+    for name in HEAD_CLASSES:
+        expected = exact.predictions[name][0].probability
+        assert fast.predictions[name][0].probability == pytest.approx(expected, abs=0.05)
+
+
+def test_match_runs_numpy_blas_on_one_thread(matcher: Matcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not threadpoolctl.threadpool_info():
+        pytest.skip("numpy is not linked to a BLAS that threadpoolctl can see")
+    seen: list[set[int]] = []
+    search = matcher.index.search
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+    def recording_search(*args: object, **kwargs: object) -> object:
+        seen.append(blas_threads())
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(matcher.index, "search", recording_search)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        matcher.match(encode(synthetic_photo(), "JPEG"), k=2)
+        assert blas_threads() == {2}
+
+    assert seen == [{1}]
+
+
 def test_index_of_other_model_is_rejected(matcher: Matcher) -> None:
     with pytest.raises(IndexMismatchError, match="rebuild the index"):
         Matcher(TinyModel(fingerprint_model="tiny@other"), matcher.index)
