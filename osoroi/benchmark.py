@@ -29,7 +29,7 @@ from osoroi import config
 from osoroi.atomic import write_json
 from osoroi.images import load_image
 from osoroi.cli_types import non_negative_int, positive_int
-from osoroi.index import EmbeddingIndex, import_faiss, normalize_rows
+from osoroi.index import EmbeddingIndex, cosine_scores, import_faiss, normalize_rows
 from osoroi.inference import run_model
 
 logger = logging.getLogger(__name__)
@@ -163,10 +163,15 @@ def benchmark_search(n: int, dim: int, repeats: int, approximate: str, seed: int
     tensor = torch.from_numpy(vectors)
     results: dict[str, Any] = {"n": n, "dim": dim, "memory_mb": vectors.nbytes / 2**20}
 
-    def exact_numpy(query: np.ndarray) -> np.ndarray:
-        scores = vectors @ query
+    def best_four(scores: np.ndarray) -> np.ndarray:
         top = np.argpartition(-scores, 3)[:4]
         return top[np.argsort(-scores[top])]
+
+    def exact_numpy(query: np.ndarray) -> np.ndarray:
+        return best_four(vectors @ query)
+
+    def exact_einsum(query: np.ndarray) -> np.ndarray:
+        return best_four(cosine_scores(vectors, query))
 
     def exact_torch(query: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -174,6 +179,9 @@ def benchmark_search(n: int, dim: int, repeats: int, approximate: str, seed: int
 
     cycle = iter(range(10**9))
     results["numpy_exact"] = percentiles_ms(time_calls(lambda: exact_numpy(queries[next(cycle) % len(queries)]), repeats))
+    results["numpy_einsum_exact"] = percentiles_ms(
+        time_calls(lambda: exact_einsum(queries[next(cycle) % len(queries)]), repeats)
+    )
     results["torch_exact"] = percentiles_ms(time_calls(lambda: exact_torch(queries[next(cycle) % len(queries)]), repeats))
     try:
         faiss = import_faiss()
@@ -248,7 +256,7 @@ def machine_info(threads: int) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from osoroi.embeddings import bfloat16_supported
+    from osoroi.inference import bfloat16_supported
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,19 +149,34 @@ def _images_hash(paths: Sequence[str | Path]) -> str:
     return hashlib.sha256(names.encode()).hexdigest()[:12]
 
 
-def rows_in_order(stored_names: Sequence[str], paths: Sequence[str | Path]) -> np.ndarray | None:
-    """Return the stored row of each of ``paths`` (by file name), or None when the stored order matches."""
+def rows_in_order(stored_names: Sequence[str], paths: Sequence[str | Path], cache: Path) -> np.ndarray | None:
+    """Return the row of ``cache`` holding each of ``paths`` (by file name), or None when the order matches.
+
+    Raises:
+        ValueError: a requested name is not in the cache, or a name repeats, so the rows cannot be matched.
+    """
     requested = [Path(path).name for path in paths]
     if list(stored_names) == requested:
         return None
+    fix = f"Delete {cache} (or pass rebuild=True) to extract the features again."
+    repeated = sorted(_repeated(requested) | _repeated(stored_names))
+    if repeated:
+        raise ValueError(
+            f"Cannot reorder the rows of {cache.name} by file name, because file names repeat "
+            f"(for example {repeated[:3]}). Give each image a unique file name. {fix}"
+        )
     row_of = {name: row for row, name in enumerate(stored_names)}
     missing = [name for name in requested if name not in row_of]
     if missing or len(stored_names) != len(requested):
         raise ValueError(
-            f"The cache contains {len(stored_names)} images but {len(requested)} were requested "
-            f"(missing: {missing[:3]}). Delete the cache file to rebuild it."
+            f"{cache.name} contains {len(stored_names)} images, not the {len(requested)} requested "
+            f"({len(missing)} missing, for example {missing[:3]}). {fix}"
         )
     return np.asarray([row_of[name] for name in requested], dtype=np.int64)
+
+
+def _repeated(names: Sequence[str]) -> set[str]:
+    return {name for name, count in Counter(names).items() if count > 1}
 
 
 def _file_name_safe(text: str) -> str:
@@ -206,7 +222,7 @@ def cached_features(
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         logger.info("Reusing cached %s features %s", stage, path.name)
         features = np.load(path, mmap_mode="r")
-        rows = rows_in_order(metadata["image_names"], paths)
+        rows = rows_in_order(metadata["image_names"], paths, path)
         if rows is not None:
             logger.info("Reordering the cached rows to the requested order (this reads them into memory)")
             features = np.asarray(features[rows])
@@ -219,6 +235,8 @@ def cached_features(
         )
     shape = (len(paths), *sample.shape[1:])
     start = time.perf_counter()
+    # The sidecar names the row order, so an old one must not outlive the features it describes.
+    sidecar.unlink(missing_ok=True)
     with atomic_path(path) as temporary:
         # open_memmap writes the .npy header, so features go straight to disk, not through RAM.
         array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=shape)
@@ -293,6 +311,7 @@ def save_model_embeddings(model: OsoroiModel, paths: Sequence[str | Path], embed
     if len(embeddings) != len(paths):
         raise ValueError(f"embeddings has {len(embeddings)} rows for {len(paths)} image paths.")
     path = model_embeddings_path(model, paths)
+    path.with_suffix(".json").unlink(missing_ok=True)  # its row order describes the old file
     with atomic_path(path) as temporary, open(temporary, "wb") as stream:
         np.save(stream, np.asarray(embeddings, dtype=np.float16))
     write_json(
@@ -313,5 +332,5 @@ def load_model_embeddings(model: OsoroiModel, paths: Sequence[str | Path]) -> np
     if not (path.exists() and sidecar.exists()):
         return None
     embeddings = np.load(path, mmap_mode="r")
-    rows = rows_in_order(json.loads(sidecar.read_text(encoding="utf-8"))["image_names"], paths)
+    rows = rows_in_order(json.loads(sidecar.read_text(encoding="utf-8"))["image_names"], paths, path)
     return embeddings if rows is None else np.asarray(embeddings[rows])

@@ -116,3 +116,12 @@ def test_missing_model_uses_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     assert matcher.model is model
     assert len(matcher.index) == 40
     assert description.startswith("demo model")
+
+
+def test_search_benchmark_times_each_exact_method() -> None:
+    results = benchmark.benchmark_search(n=300, dim=16, repeats=3, approximate="ivf")
+
+    assert (results["n"], results["dim"]) == (300, 16)
+    for method in ("numpy_exact", "numpy_einsum_exact", "torch_exact"):
+        assert results[method]["runs"] == 3
+        assert results[method]["p50_ms"] > 0

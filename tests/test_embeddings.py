@@ -118,10 +118,60 @@ def test_cached_features_reused_in_another_order(tmp_path: Path, monkeypatch: py
 
 
 def test_rows_in_order() -> None:
-    assert rows_in_order(["1.jpg", "2.jpg"], ["a/1.jpg", "b/2.jpg"]) is None
-    assert rows_in_order(["1.jpg", "2.jpg", "3.jpg"], ["3.jpg", "1.jpg", "2.jpg"]).tolist() == [2, 0, 1]
-    with pytest.raises(ValueError, match=r"missing: \['4.jpg'\]"):
-        rows_in_order(["1.jpg", "2.jpg"], ["1.jpg", "4.jpg"])
+    cache = Path("derived/embeddings/key.npy")
+    assert rows_in_order(["1.jpg", "2.jpg"], ["a/1.jpg", "b/2.jpg"], cache) is None
+    rows = rows_in_order(["1.jpg", "2.jpg", "3.jpg"], ["3.jpg", "1.jpg", "2.jpg"], cache)
+    assert rows.tolist() == [2, 0, 1]
+
+
+def test_rows_in_order_rejects_missing_name() -> None:
+    message = r"1 missing, for example \['4.jpg'\]\)\. Delete derived/embeddings/key.npy"
+    with pytest.raises(ValueError, match=message):
+        rows_in_order(["1.jpg", "2.jpg"], ["1.jpg", "4.jpg"], Path("derived/embeddings/key.npy"))
+
+
+@pytest.mark.parametrize(
+    ("stored", "requested"),
+    [
+        (["1.jpg", "2.jpg", "1.jpg"], ["b/1.jpg", "a/1.jpg", "2.jpg"]),
+        (["1.jpg", "2.jpg", "3.jpg"], ["2.jpg", "1.jpg", "1.jpg"]),
+    ],
+)
+def test_rows_in_order_rejects_repeated_names(stored: list[str], requested: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"file names repeat \(for example \['1.jpg'\]\)"):
+        rows_in_order(stored, requested, Path("key.npy"))
+
+
+def test_rebuild_replaces_the_row_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    paths = write_images(tmp_path, 3)
+    model = tiny_model()
+    cached_features(model, paths, stage="pooled", use_bfloat16=False, progress=False)
+    reordered = [paths[2], paths[0], paths[1]]
+    rebuilt = cached_features(
+        model, reordered, stage="pooled", use_bfloat16=False, rebuild=True, progress=False
+    )
+
+    assert rebuilt.metadata["image_names"] == [p.name for p in reordered]
+    reused = cached_features(model, reordered, stage="pooled", progress=False)
+    assert np.array_equal(reused.features, rebuilt.features)
+
+
+def test_failed_rebuild_leaves_no_stale_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSOROI_DERIVED_DIR", str(tmp_path / "derived"))
+    paths = write_images(tmp_path, 3)
+    model = tiny_model()
+    first = cached_features(model, paths, stage="pooled", use_bfloat16=False, progress=False)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("osoroi.embeddings.extract_features", fail)
+    with pytest.raises(KeyboardInterrupt):
+        cached_features(model, paths[::-1], stage="pooled", rebuild=True, progress=False)
+
+    assert first.path.exists()
+    assert not first.path.with_suffix(".json").exists()
 
 
 def test_model_embeddings_loaded_in_any_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

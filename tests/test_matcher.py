@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import threadpoolctl
 from PIL import Image
 
 from image_cases import (
@@ -24,9 +25,11 @@ from image_cases import (
     truncated_jpeg,
     with_transparent_left_half,
 )
+import osoroi.matcher
 from osoroi.images import InvalidImageError
 from osoroi.index import EmbeddingIndex, IndexMismatchError, build_catalogue_index
-from osoroi.matcher import LabelScore, MatchItem, Matcher, MatchResult
+from osoroi.inference import bfloat16_supported
+from osoroi.matcher import LabelScore, MatchItem, Matcher, MatchResult, single_threaded_blas
 from tiny_model import HEAD_CLASSES, TinyModel, write_catalogue
 
 
@@ -221,6 +224,28 @@ def test_invalid_precision_is_rejected(matcher: Matcher) -> None:
         Matcher(matcher.model, matcher.index, precision="float16")
 
 
+@pytest.mark.parametrize(("precision", "channels_last"), [("float32", False), ("bfloat16", True)])
+def test_match_runs_model_at_precision(
+    matcher: Matcher, monkeypatch: pytest.MonkeyPatch, precision: str, channels_last: bool
+) -> None:
+    calls: list[tuple[str, bool]] = []
+    run_model = osoroi.matcher.run_model
+
+    def recording_run_model(model: object, batch: object, precision: str, channels_last: bool) -> object:
+        calls.append((precision, channels_last))
+        return run_model(model, batch, precision, channels_last)
+
+    monkeypatch.setattr(osoroi.matcher, "run_model", recording_run_model)
+    Matcher(matcher.model, matcher.index, precision=precision).match(encode(synthetic_photo(), "JPEG"), k=1)
+
+    assert calls == [(precision, channels_last)]
+
+
+def test_default_precision_follows_the_cpu(matcher: Matcher) -> None:
+    expected = "bfloat16" if bfloat16_supported() else "float32"
+    assert Matcher(matcher.model, matcher.index).precision == expected
+
+
 def test_bfloat16_match_agrees_with_float32(matcher: Matcher) -> None:
     upload = encode(synthetic_photo(), "JPEG")
     exact = Matcher(matcher.model, matcher.index, precision="float32").match(upload, k=3)
@@ -232,15 +257,15 @@ def test_bfloat16_match_agrees_with_float32(matcher: Matcher) -> None:
         assert fast.predictions[name][0].probability == pytest.approx(expected, abs=0.05)
 
 
-def test_match_runs_numpy_blas_on_one_thread(matcher: Matcher, monkeypatch: pytest.MonkeyPatch) -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+def blas_threads() -> set[int]:
     if not threadpoolctl.threadpool_info():
         pytest.skip("numpy is not linked to a BLAS that threadpoolctl can see")
+    return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
+
+
+def test_match_runs_numpy_blas_on_one_thread(matcher: Matcher, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[set[int]] = []
     search = matcher.index.search
-
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}
 
     def recording_search(*args: object, **kwargs: object) -> object:
         seen.append(blas_threads())
@@ -253,6 +278,17 @@ def test_match_runs_numpy_blas_on_one_thread(matcher: Matcher, monkeypatch: pyte
         assert blas_threads() == {2}
 
     assert seen == [{1}]
+
+
+def test_blas_limit_holds_until_last_match_ends() -> None:
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        first, second = single_threaded_blas(), single_threaded_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert blas_threads() == {1}
+        second.__exit__(None, None, None)
+        assert blas_threads() == {2}
 
 
 def test_index_of_other_model_is_rejected(matcher: Matcher) -> None:
