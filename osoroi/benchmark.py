@@ -31,6 +31,7 @@ from osoroi.images import load_image
 from osoroi.cli_types import non_negative_int, positive_int
 from osoroi.index import EmbeddingIndex, cosine_scores, import_faiss, normalize_rows
 from osoroi.inference import run_model
+from osoroi.matcher import single_threaded_blas
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,10 @@ def benchmark_search(n: int, dim: int, repeats: int, approximate: str, seed: int
 
     cycle = iter(range(10**9))
     results["numpy_exact"] = percentiles_ms(time_calls(lambda: exact_numpy(queries[next(cycle) % len(queries)]), repeats))
+    with single_threaded_blas():
+        results["numpy_exact_one_blas_thread"] = percentiles_ms(
+            time_calls(lambda: exact_numpy(queries[next(cycle) % len(queries)]), repeats)
+        )
     results["numpy_einsum_exact"] = percentiles_ms(
         time_calls(lambda: exact_einsum(queries[next(cycle) % len(queries)]), repeats)
     )
@@ -293,7 +298,7 @@ def print_report(report: dict[str, Any]) -> None:
                     for label, unit in (("recall@4", ""), ("build_s", " s"))
                     if label in timing
                 )
-                print(f"  {name:<24} p50 {timing['p50_ms']:8.2f} ms   p95 {timing['p95_ms']:8.2f} ms{extra}")
+                print(f"  {name:<28} p50 {timing['p50_ms']:8.2f} ms   p95 {timing['p95_ms']:8.2f} ms{extra}")
             elif name == "faiss":
                 print(f"  faiss: {timing}")
     throughput = report["throughput"]

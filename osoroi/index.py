@@ -96,10 +96,11 @@ def pixel_hash(image: Any) -> int:
 def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Return ``vectors @ query`` for rows (n, d) and one query (d,), computed on the calling thread.
 
-    numpy's einsum loop never wakes OpenBLAS's thread pool (see
-    :func:`osoroi.matcher.single_threaded_blas`), and for one query it is about as fast
-    as the BLAS product ("numpy_einsum_exact" against "numpy_exact" in the output of
-    ``python -m osoroi.benchmark``).
+    numpy's einsum loop never wakes OpenBLAS's thread pool, which a match keeps on one
+    thread (see :func:`osoroi.matcher.single_threaded_blas`). At the 256 dimensions of the
+    catalogue index it is faster than BLAS on one thread and a little slower than BLAS on
+    two. At 2048 dimensions BLAS is faster. Compare "numpy_einsum_exact" with
+    "numpy_exact_one_blas_thread" and "numpy_exact" in ``python -m osoroi.benchmark``.
     """
     return np.einsum("ij,j->i", vectors, query)
 

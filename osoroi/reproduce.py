@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--notebooks-dir", type=Path, default=NOTEBOOKS_DIR, help="folder of the numbered notebooks to run"
     )
+    group.add_argument(
+        "--summary-only", action="store_true",
+        help="run no notebook, only rewrite reports/SUMMARY.md from the metrics and timings on disk",
+    )
     parser.add_argument(
         "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
         help="papermill parameter passed to every selected notebook (VALUE is read as JSON when it parses)",
@@ -174,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("Invalid parameter smoke: the reproduction runs the full study; use 'make test' "
                      "for smoke runs, or papermill on one notebook with -p smoke True")
         return 2
+    if arguments.summary_only:
+        logger.info("Wrote %s", write_summary(find_notebooks(arguments.notebooks_dir), load_timings()))
+        return 0
     started = time.perf_counter()
     try:
         runs = reproduce(

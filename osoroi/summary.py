@@ -18,6 +18,40 @@ logger = logging.getLogger(__name__)
 # Metrics files without a "headline" entry show at most this many top-level numbers.
 MAX_FALLBACK_FIGURES = 12
 
+_HEAD_NAMES = ("articleType", "masterCategory", "subCategory", "gender", "baseColour", "usage", "season")
+
+# Headline figures of the study's metrics files: file stem -> figure name -> key path in the file.
+HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
+    "02_fashion_mnist": {
+        "CNN test accuracy": ("models", "Baseline CNN", "test_accuracy"),
+        "CNN training seconds": ("models", "Baseline CNN", "train_seconds"),
+        "CNN epochs": ("cnn", "epochs"),
+        "logistic regression test accuracy": ("models", "Logistic regression", "test_accuracy"),
+        "linear SVM test accuracy": ("models", "Linear SVM", "test_accuracy"),
+        "random forest test accuracy": ("models", "Random forest", "test_accuracy"),
+    },
+    "03_transfer_learning": {
+        **{f"test accuracy {head}": ("test", head, "accuracy") for head in _HEAD_NAMES},
+        "resolution": ("resolution",),
+        "trunk extraction seconds": ("seconds", "trunk_extraction"),
+        "final training seconds": ("seconds", "final_training"),
+        "images/s bfloat16 + channels_last": ("throughput_images_per_second", "bfloat16_channels_last"),
+        "images/s float32": ("throughput_images_per_second", "float32_contiguous"),
+        "bfloat16 vs float32 cosine min": ("cosine_bf16_fp32", "min"),
+    },
+    "04_evaluation": {
+        **{f"macro-F1 {head}": ("heads", head, "macro_f1") for head in ("articleType", "gender", "baseColour")},
+        "precision@4 articleType, model": ("retrieval", "model", "precision@4_articleType"),
+        "precision@4 articleType, raw backbone": ("retrieval", "raw_backbone", "precision@4_articleType"),
+        "precision@4 articleType+colour, model": ("retrieval", "model", "precision@4_articleType+baseColour"),
+        "precision@4 articleType+colour, raw backbone": (
+            "retrieval", "raw_backbone", "precision@4_articleType+baseColour"
+        ),
+        "real photos top-1 articleType hit rate": ("photos", "accuracy"),
+        "real photos top-3 articleType hit rate": ("photos", "accuracy@3"),
+    },
+}
+
 
 def notebook_title(notebook: Path) -> str:
     """Return the first Markdown heading of ``notebook``, or its file stem when it has none."""
@@ -31,12 +65,28 @@ def notebook_title(notebook: Path) -> str:
     return notebook.stem
 
 
-def headline_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the ``headline`` entry of a metrics file, else its top-level scalar values."""
+def headline_figures(metrics: Mapping[str, Any], name: str = "") -> dict[str, Any]:
+    """Return the headline figures of metrics file ``name`` (its stem).
+
+    They are the file's ``headline`` entry, else the figures :data:`HEADLINES` lists for
+    ``name`` (skipping keys the file lacks), else its first top-level scalar values.
+    """
     headline = metrics.get("headline")
     if isinstance(headline, Mapping):
         return dict(headline)
+    if name in HEADLINES:
+        figures = {label: _lookup(metrics, path) for label, path in HEADLINES[name].items()}
+        return {label: value for label, value in figures.items() if value is not None}
     return dict(list(_scalars(metrics))[:MAX_FALLBACK_FIGURES])
+
+
+def _lookup(metrics: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = metrics
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
 
 
 def _scalars(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -78,7 +128,7 @@ def write_summary(notebooks: Sequence[Path], timings: Mapping[str, float]) -> Pa
         prefix = notebook.name[:2]
         lines += [f"## {notebook_title(notebook)}", ""]
         for metrics_path in sorted(metrics_dir.glob(f"{prefix}_*.json")):
-            figures = headline_figures(json.loads(metrics_path.read_text()))
+            figures = headline_figures(json.loads(metrics_path.read_text()), metrics_path.stem)
             lines += [f"Metrics: [`metrics/{metrics_path.name}`](metrics/{metrics_path.name})", ""]
             if figures:
                 lines += ["| figure | value |", "|---|---|"]

@@ -122,6 +122,6 @@ def test_search_benchmark_times_each_exact_method() -> None:
     results = benchmark.benchmark_search(n=300, dim=16, repeats=3, approximate="ivf")
 
     assert (results["n"], results["dim"]) == (300, 16)
-    for method in ("numpy_exact", "numpy_einsum_exact", "torch_exact"):
+    for method in ("numpy_exact", "numpy_exact_one_blas_thread", "numpy_einsum_exact", "torch_exact"):
         assert results[method]["runs"] == 3
         assert results[method]["p50_ms"] > 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from osoroi import reproduce
+from osoroi import config, reproduce
 from osoroi.summary import headline_figures, write_summary
 
 
@@ -104,6 +104,26 @@ def test_headline_falls_back_to_scalars() -> None:
 
     assert headline_figures(metrics) == {"accuracy": 0.9, "test.f1": 0.5}
     assert headline_figures({"headline": {"a": 1}, "b": 2}) == {"a": 1}
+
+
+def test_headline_picks_listed_figures() -> None:
+    metrics = {
+        "models": {"Baseline CNN": {"test_accuracy": 0.93, "train_seconds": 600.0}},
+        "cnn": {"epochs": 15, "test_loss": 0.4},
+    }
+    figures = headline_figures(metrics, "02_fashion_mnist")
+
+    assert figures == {"CNN test accuracy": 0.93, "CNN training seconds": 600.0, "CNN epochs": 15}
+
+
+def test_summary_only_rewrites_summary(notebooks: Path) -> None:
+    assert reproduce.main(["--only", "01", "--notebooks-dir", str(notebooks)]) == 0
+    summary = config.reports_dir() / "SUMMARY.md"
+    summary.unlink()
+
+    assert reproduce.main(["--summary-only", "--notebooks-dir", str(notebooks)]) == 0
+    assert "| [01_first](01_first.ipynb) |" in summary.read_text()
+    assert not (config.reports_dir() / "02_second.ipynb").exists()
 
 
 def test_summary_marks_notebooks_not_run(notebooks: Path) -> None:
