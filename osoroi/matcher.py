@@ -28,6 +28,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class Matcher:
         precision: "float32" or "bfloat16" (CPU autocast with channels_last). None picks
             bfloat16 where the CPU runs it natively (:func:`osoroi.inference.bfloat16_supported`).
             Notebook 03 measures how close bfloat16 backbone features come to float32 ones
-            (a cosine of 0.992 at minimum over 256 catalogue images in the committed run).
+            (a cosine of 0.996 at minimum over 256 catalogue images at 160 px in the committed run).
 
     Raises:
         IndexMismatchError: the index was built with a model of another fingerprint.
@@ -223,8 +224,8 @@ class _SingleThreadedBlas:
     """A context manager under which numpy's BLAS (OpenBLAS or MKL) runs on the calling thread only.
 
     A match multiplies only small arrays in numpy. Extra BLAS threads keep spinning after
-    each call and take the cores from the model's next forward pass: on 2 cores a match took
-    73.5 ms at p50 before this limit and about 30 ms with it (``python -m osoroi.benchmark``).
+    each call and take the cores from the model's next forward pass: on 2 cores a match at
+    112 px took 73.5 ms at p50 without this limit and 26.3 ms with it (``python -m osoroi.benchmark``).
     The limit is process-wide, so it is set when the first of several concurrent matches
     starts and restored when the last one ends. Torch's own thread pool is not affected.
     """
@@ -233,13 +234,22 @@ class _SingleThreadedBlas:
         self._lock = threading.Lock()
         self._active = 0
         self._limiter: Any = None
+        self._controller: ThreadpoolController | None = None
+        self._module_count = 0
+
+    def _current_controller(self) -> ThreadpoolController:
+        # Building a controller inspects every loaded library (about 3 ms), so it is reused
+        # until an import, which may have loaded another BLAS (scipy ships its own), adds modules.
+        if self._controller is None or len(sys.modules) != self._module_count:
+            self._controller = ThreadpoolController()
+            self._module_count = len(sys.modules)
+        return self._controller
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         with self._lock:
             if self._active == 0:
-                # The controller inspects the loaded libraries (a few ms), so it is made once.
-                self._limiter = _threadpool_controller().limit(limits=1, user_api="blas")
+                self._limiter = self._current_controller().limit(limits=1, user_api="blas")
             self._active += 1
         try:
             yield
@@ -249,11 +259,6 @@ class _SingleThreadedBlas:
                 if self._active == 0:
                     self._limiter.restore_original_limits()
                     self._limiter = None
-
-
-@functools.lru_cache(maxsize=1)
-def _threadpool_controller() -> ThreadpoolController:
-    return ThreadpoolController()
 
 
 single_threaded_blas = _SingleThreadedBlas()  # used as ``with single_threaded_blas(): ...``
