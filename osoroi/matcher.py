@@ -238,7 +238,7 @@ class _SingleThreadedBlas:
         self._module_count = 0
 
     def _current_controller(self) -> ThreadpoolController:
-        # Building a controller inspects every loaded library (about 3 ms), so it is reused
+        # Building a controller inspects every loaded library (a few milliseconds), so it is reused
         # until an import, which may have loaded another BLAS (scipy ships its own), adds modules.
         if self._controller is None or len(sys.modules) != self._module_count:
             self._controller = ThreadpoolController()
