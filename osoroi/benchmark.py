@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ import torch
 
 from osoroi import config
 from osoroi.atomic import write_json
-from osoroi.images import load_image
+from osoroi.images import InvalidImageError, load_image
 from osoroi.cli_types import non_negative_int, positive_int
 from osoroi.index import EmbeddingIndex, cosine_scores, import_faiss, normalize_rows
 from osoroi.inference import run_model
@@ -310,12 +311,24 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def existing_file(text: str) -> Path:
-    """Parse the path of an existing file (an ``argparse`` type)."""
+    """Parse the path of an existing image file that decodes (an ``argparse`` type)."""
     path = Path(text).expanduser()
     if not path.is_file():
         reason = "is a folder" if path.is_dir() else "was not found"
         raise argparse.ArgumentTypeError(f"the file {text!r} {reason}: pass the path of an image file")
+    try:
+        load_image(path)
+    except InvalidImageError as error:
+        raise argparse.ArgumentTypeError(f"{error}") from None
     return path
+
+
+def search_size(text: str) -> int:
+    """Parse a number of search vectors, at least the 4 matches of a query (an ``argparse`` type)."""
+    value = positive_int(text)
+    if value < 4:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use at least 4 vectors, one per match")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -333,12 +346,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="image file to match (default: the first clothing-photos/validation photo)")
     parser.add_argument("--repeats", type=positive_int, default=30,
                         help="timed calls per measurement (default: 30)")
-    parser.add_argument("--catalogue-items", type=positive_int, default=CATALOGUE_SIZE,
+    parser.add_argument("--catalogue-items", type=search_size, default=CATALOGUE_SIZE,
                         help=f"random vectors for the catalogue-size search (default: {CATALOGUE_SIZE})")
     parser.add_argument("--index-dim", type=non_negative_int, default=256,
                         help="PCA dimensions of the random stand-in index when no trained index exists, "
                         "0 to keep the model's (default: 256)")
-    parser.add_argument("--large-items", type=positive_int, default=1_000_000,
+    parser.add_argument("--large-items", type=search_size, default=1_000_000,
                         help="random vectors for the large search (default: 1000000)")
     parser.add_argument("--large-dim", type=positive_int, default=512,
                         help="dimension of the large search; 1M x 2048 float32 would need 8 GB (default: 512)")
@@ -352,6 +365,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
     if args.output is not None and args.output.is_dir():
         parser.error(f"--output {args.output} is a folder: pass the path of the JSON file to write")
+    if args.output is not None and args.output.parent.exists() and not args.output.parent.is_dir():
+        parser.error(f"--output {args.output}: {args.output.parent} is a file, not a folder")
     # PCA fits the stand-in index on at most 20,000 of the random vectors.
     if args.index_dim and args.index_dim > min(args.catalogue_items, 20_000):
         parser.error(
@@ -370,7 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_faiss().omp_set_num_threads(args.threads)
     except ImportError:
         pass
-    matcher, description = load_benchmark_matcher(args.catalogue_items, args.index_dim)
+    try:
+        matcher, description = load_benchmark_matcher(args.catalogue_items, args.index_dim)
+    except ValueError as error:
+        # The PCA of the stand-in index rejects an --index-dim above the model's dimension.
+        print(f"python -m osoroi.benchmark: error: --index-dim {args.index_dim}: {error}", file=sys.stderr)
+        return 2
     data, upload = upload_bytes(args.photo)
     report: dict[str, Any] = {"machine": machine_info(args.threads), "matcher": description, "upload": upload}
     logger.info("Timing match latency")

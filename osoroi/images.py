@@ -90,8 +90,10 @@ def source_name(source: ImageSource) -> str:
 def _read_bytes(source: ImageSource) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        name = f"image of {len(data)} bytes"
+        name = f"of {len(data)} bytes"
     elif isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source):
+            raise InvalidImageError("Invalid image path '': it is empty. Pass the path of an image file.")
         path = Path(source)
         name = str(path)
         if not path.is_file():

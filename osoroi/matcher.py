@@ -41,7 +41,7 @@ from PIL import Image
 from threadpoolctl import ThreadpoolController
 
 from osoroi.images import ImageSource, InvalidImageError, load_image
-from osoroi.index import FILTER_KEYS, EmbeddingIndex, default_index_path, pixel_hash
+from osoroi.index import FILTER_KEYS, SEARCH_METHODS, EmbeddingIndex, default_index_path, pixel_hash
 from osoroi.inference import PRECISIONS, bfloat16_supported, precision_name, run_model
 
 logger = logging.getLogger(__name__)
@@ -115,6 +115,10 @@ class Matcher:
             precision = precision_name(bfloat16_supported())
         if precision not in PRECISIONS:
             raise ValueError(f"Invalid precision={precision!r}. Only {', '.join(PRECISIONS)} are supported.")
+        if search_method not in SEARCH_METHODS:
+            raise ValueError(
+                f"Invalid search_method={search_method!r}. Only {', '.join(SEARCH_METHODS)} are supported."
+            )
         index.check_model(model)
         embedding_dim = getattr(model, "embedding_dim", index.input_dim)
         if embedding_dim != index.input_dim:

@@ -78,6 +78,7 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output_dir: Path) -
     previous successful output stays untouched.
     """
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     output = output_dir / notebook.name
@@ -100,8 +101,16 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output_dir: Path) -
             f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
             f"{error.ename}: {error.evalue}. The executed notebook with the traceback is {failed_output}"
         ) from error
+    except DeadKernelError as error:
+        # Papermill marks every cell completed after a kernel death, so no cell can be named.
+        if running_output.exists():
+            os.replace(running_output, failed_output)
+        raise NotebookFailedError(
+            f"{notebook.name}: the kernel died ({error}), for example from running out of memory or a "
+            f"crash in native code. The executed notebook up to that point is {failed_output}"
+        ) from error
     except BaseException:
-        # An interrupt or a dead kernel leaves a partial notebook that must not look like a result.
+        # An interrupt leaves a partial notebook that must not look like a result.
         running_output.unlink(missing_ok=True)
         raise
     os.replace(running_output, output)
@@ -178,8 +187,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("Invalid parameter smoke: the reproduction runs the full study; use 'make test' "
                      "for smoke runs, or papermill on one notebook with -p smoke True")
         return 2
+    try:
+        notebooks = find_notebooks(arguments.notebooks_dir)
+        select_notebooks(notebooks, start=arguments.start, only=arguments.only)
+    except (FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
     if arguments.summary_only:
-        logger.info("Wrote %s", write_summary(find_notebooks(arguments.notebooks_dir), load_timings()))
+        try:
+            logger.info("Wrote %s", write_summary(notebooks, load_timings()))
+        except ValueError as error:
+            logger.error("%s", error)
+            return 1
         return 0
     started = time.perf_counter()
     try:

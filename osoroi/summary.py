@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 MAX_FALLBACK_FIGURES = 12
 
 _HEAD_NAMES = ("articleType", "masterCategory", "subCategory", "gender", "baseColour", "usage", "season")
+_HARD_HEADS = ("articleType", "gender", "baseColour")  # the heads furthest from their targets
 
 # Headline figures of the study's metrics files: file stem -> figure name -> key path in the file.
 HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -32,6 +33,10 @@ HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "03_transfer_learning": {
         **{f"test accuracy {head}": ("test", head, "accuracy") for head in _HEAD_NAMES},
+        **{
+            f"test accuracy {head}, frozen heads": ("test_frozen_heads", head, "accuracy")
+            for head in _HARD_HEADS
+        },
         "resolution": ("resolution",),
         "trunk extraction seconds": ("seconds", "trunk_extraction"),
         "final training seconds": ("seconds", "final_training"),
@@ -40,7 +45,7 @@ HEADLINES: dict[str, dict[str, tuple[str, ...]]] = {
         "bfloat16 vs float32 cosine min": ("cosine_bf16_fp32", "min"),
     },
     "04_evaluation": {
-        **{f"macro-F1 {head}": ("heads", head, "macro_f1") for head in ("articleType", "gender", "baseColour")},
+        **{f"macro-F1 {head}": ("heads", head, "macro_f1") for head in _HARD_HEADS},
         "precision@4 articleType, model": ("retrieval", "model", "precision@4_articleType"),
         "precision@4 articleType, raw backbone": ("retrieval", "raw_backbone", "precision@4_articleType"),
         "precision@4 articleType+colour, model": ("retrieval", "model", "precision@4_articleType+baseColour"),
@@ -69,14 +74,21 @@ def headline_figures(metrics: Mapping[str, Any], name: str = "") -> dict[str, An
     """Return the headline figures of metrics file ``name`` (its stem).
 
     They are the file's ``headline`` entry, else the figures :data:`HEADLINES` lists for
-    ``name`` (skipping keys the file lacks), else its first top-level scalar values.
+    ``name`` (skipping keys the file lacks, and naming the target of a test accuracy
+    that the file's ``targets`` entry sets), else its first top-level scalar values.
     """
     headline = metrics.get("headline")
     if isinstance(headline, Mapping):
         return dict(headline)
     if name in HEADLINES:
-        figures = {label: _lookup(metrics, path) for label, path in HEADLINES[name].items()}
-        return {label: value for label, value in figures.items() if value is not None}
+        figures = {}
+        for label, path in HEADLINES[name].items():
+            value = _lookup(metrics, path)
+            if value is None:
+                continue
+            target = _lookup(metrics, ("targets", path[1])) if path[0] == "test" and len(path) == 3 else None
+            figures[label if target is None else f"{label} (target {target})"] = value
+        return figures
     return dict(list(_scalars(metrics))[:MAX_FALLBACK_FIGURES])
 
 
@@ -128,7 +140,14 @@ def write_summary(notebooks: Sequence[Path], timings: Mapping[str, float]) -> Pa
         prefix = notebook.name[:2]
         lines += [f"## {notebook_title(notebook)}", ""]
         for metrics_path in sorted(metrics_dir.glob(f"{prefix}_*.json")):
-            figures = headline_figures(json.loads(metrics_path.read_text()), metrics_path.stem)
+            try:
+                metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"Invalid metrics file {metrics_path}: {error}. Rerun its notebook, or fix the file "
+                    "and rewrite the summary with 'python -m osoroi.reproduce --summary-only'."
+                ) from error
+            figures = headline_figures(metrics, metrics_path.stem)
             lines += [f"Metrics: [`metrics/{metrics_path.name}`](metrics/{metrics_path.name})", ""]
             if figures:
                 lines += ["| figure | value |", "|---|---|"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from osoroi import benchmark
 from osoroi.benchmark import load_benchmark_matcher, parse_args
@@ -51,7 +52,7 @@ def test_folder_as_photo_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_valid_arguments_are_parsed(tmp_path: Path) -> None:
     photo = tmp_path / "shirt.jpg"
-    photo.write_bytes(b"\xff\xd8")
+    Image.new("RGB", (64, 80), (200, 30, 30)).save(photo)
 
     args = parse_args(["--photo", str(photo), "--repeats", "5", "--index-dim", "0", "--threads", "1"])
 
@@ -125,3 +126,30 @@ def test_search_benchmark_times_each_exact_method() -> None:
     for method in ("numpy_exact", "numpy_exact_one_blas_thread", "numpy_einsum_exact", "torch_exact"):
         assert results[method]["runs"] == 3
         assert results[method]["p50_ms"] > 0
+
+
+def test_text_photo_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("not an image at all\n")
+    with pytest.raises(SystemExit) as raised:
+        parse_args(["--photo", str(note)])
+
+    assert raised.value.code == 2
+    assert "--photo: Invalid image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--catalogue-items", "--large-items"])
+def test_fewer_vectors_than_matches_are_rejected(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args([option, "3"])
+
+    assert f"{option}: invalid value '3': use at least 4 vectors" in capsys.readouterr().err
+
+
+def test_output_under_a_file_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        parse_args(["--output", str(blocker / "b.json")])
+
+    assert "is a file, not a folder" in capsys.readouterr().err

@@ -219,6 +219,21 @@ def test_transparent_upload_matches_like_white_background(matcher: Matcher) -> N
     assert [item.id for item in from_png.matches] == [item.id for item in from_flat.matches]
 
 
+def test_invalid_search_method_is_rejected(matcher: Matcher) -> None:
+    with pytest.raises(ValueError, match="Invalid search_method='annoy'"):
+        Matcher(matcher.model, matcher.index, search_method="annoy")
+
+
+def test_empty_path_is_rejected(matcher: Matcher) -> None:
+    with pytest.raises(InvalidImageError, match="Invalid image path '': it is empty"):
+        matcher.match("")
+
+
+def test_empty_bytes_message(matcher: Matcher) -> None:
+    with pytest.raises(InvalidImageError, match=r"^Invalid image of 0 bytes: it is empty"):
+        matcher.match(b"")
+
+
 def test_invalid_precision_is_rejected(matcher: Matcher) -> None:
     with pytest.raises(ValueError, match="Invalid precision='float16'"):
         Matcher(matcher.model, matcher.index, precision="float16")

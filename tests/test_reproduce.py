@@ -96,7 +96,7 @@ def test_main_returns_error_status_on_failure(notebooks: Path) -> None:
     write_notebook(notebooks / "01_first.ipynb", "1 / 0")
 
     assert reproduce.main(["--only", "01", "--notebooks-dir", str(notebooks)]) == 1
-    assert reproduce.main(["--from", "09", "--notebooks-dir", str(notebooks)]) == 1
+    assert reproduce.main(["--from", "09", "--notebooks-dir", str(notebooks)]) == 2
 
 
 def test_headline_falls_back_to_scalars() -> None:
@@ -104,6 +104,27 @@ def test_headline_falls_back_to_scalars() -> None:
 
     assert headline_figures(metrics) == {"accuracy": 0.9, "test.f1": 0.5}
     assert headline_figures({"headline": {"a": 1}, "b": 2}) == {"a": 1}
+
+
+def test_dead_kernel_names_notebook_and_keeps_it(notebooks: Path) -> None:
+    write_notebook(notebooks / "01_first.ipynb", "import os\nos._exit(3)")
+
+    with pytest.raises(reproduce.NotebookFailedError, match="01_first.ipynb: the kernel died"):
+        reproduce.reproduce(only="01", notebooks_dir=notebooks)
+    assert (config.reports_dir() / "01_first.failed.ipynb").exists()
+    assert not (config.reports_dir() / "01_first.ipynb").exists()
+
+
+def test_missing_notebooks_folder_exits_with_usage_error(tmp_path: Path) -> None:
+    assert reproduce.main(["--summary-only", "--notebooks-dir", str(tmp_path / "absent")]) == 2
+
+
+def test_malformed_metrics_file_is_named(notebooks: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = config.metrics_dir() / "01_broken.json"
+    broken.write_text("{\n")
+
+    assert reproduce.main(["--summary-only", "--notebooks-dir", str(notebooks)]) == 1
+    assert f"Invalid metrics file {broken}" in caplog.text
 
 
 def test_headline_picks_listed_figures() -> None:
@@ -114,6 +135,13 @@ def test_headline_picks_listed_figures() -> None:
     figures = headline_figures(metrics, "02_fashion_mnist")
 
     assert figures == {"CNN test accuracy": 0.93, "CNN training seconds": 600.0, "CNN epochs": 15}
+
+
+def test_headline_names_test_targets() -> None:
+    metrics = {"test": {"gender": {"accuracy": 0.9}}, "targets": {"gender": 0.92}}
+    figures = headline_figures(metrics, "03_transfer_learning")
+
+    assert figures == {"test accuracy gender (target 0.92)": 0.9}
 
 
 def test_summary_only_rewrites_summary(notebooks: Path) -> None:
