@@ -98,8 +98,8 @@ def cosine_scores(vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
 
     numpy's einsum loop never wakes OpenBLAS's thread pool, which a match keeps on one
     thread (see :func:`osoroi.matcher.single_threaded_blas`). At the 256 dimensions of the
-    catalogue index it is faster than BLAS on one thread and a little slower than BLAS on
-    two. At 2048 dimensions BLAS is faster. Compare "numpy_einsum_exact" with
+    catalogue index it is faster than BLAS on one thread and about as fast as BLAS on two.
+    At 2048 dimensions BLAS on two threads is faster. Compare "numpy_einsum_exact" with
     "numpy_exact_one_blas_thread" and "numpy_exact" in ``python -m osoroi.benchmark``.
     """
     return np.einsum("ij,j->i", vectors, query)
