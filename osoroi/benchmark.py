@@ -29,7 +29,7 @@ import torch
 from osoroi import config
 from osoroi.atomic import write_json
 from osoroi.images import InvalidImageError, load_image
-from osoroi.cli_types import non_negative_int, positive_int
+from osoroi.cli_types import integer_at_least, non_negative_int, positive_int
 from osoroi.index import EmbeddingIndex, cosine_scores, import_faiss, normalize_rows
 from osoroi.inference import run_model
 from osoroi.matcher import single_threaded_blas
@@ -325,10 +325,7 @@ def existing_file(text: str) -> Path:
 
 def search_size(text: str) -> int:
     """Parse a number of search vectors, at least the 4 matches of a query (an ``argparse`` type)."""
-    value = positive_int(text)
-    if value < 4:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use at least 4 vectors, one per match")
-    return value
+    return integer_at_least(text, 4, "use at least 4 vectors, one per match")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -175,6 +175,16 @@ def rows_in_order(stored_names: Sequence[str], paths: Sequence[str | Path], cach
     return np.asarray([row_of[name] for name in requested], dtype=np.int64)
 
 
+def _load_in_order(path: Path, stored_names: Sequence[str], paths: Sequence[str | Path]) -> np.ndarray:
+    """Return the rows of ``.npy`` file ``path`` in the order of ``paths``, memory-mapped when in order."""
+    array = np.load(path, mmap_mode="r")
+    rows = rows_in_order(stored_names, paths, path)
+    if rows is None:
+        return array
+    logger.info("Reordering the rows of %s to the requested order (this reads them into memory)", path.name)
+    return np.asarray(array[rows])
+
+
 def _repeated(names: Sequence[str]) -> set[str]:
     return {name for name, count in Counter(names).items() if count > 1}
 
@@ -221,12 +231,7 @@ def cached_features(
     if path.exists() and sidecar.exists() and not rebuild:
         metadata = json.loads(sidecar.read_text(encoding="utf-8"))
         logger.info("Reusing cached %s features %s", stage, path.name)
-        features = np.load(path, mmap_mode="r")
-        rows = rows_in_order(metadata["image_names"], paths, path)
-        if rows is not None:
-            logger.info("Reordering the cached rows to the requested order (this reads them into memory)")
-            features = np.asarray(features[rows])
-        return FeatureCache(path, features, metadata)
+        return FeatureCache(path, _load_in_order(path, metadata["image_names"], paths), metadata)
 
     module = stage_module(model, stage)
     with torch.inference_mode():
@@ -331,6 +336,4 @@ def load_model_embeddings(model: OsoroiModel, paths: Sequence[str | Path]) -> np
     sidecar = path.with_suffix(".json")
     if not (path.exists() and sidecar.exists()):
         return None
-    embeddings = np.load(path, mmap_mode="r")
-    rows = rows_in_order(json.loads(sidecar.read_text(encoding="utf-8"))["image_names"], paths, path)
-    return embeddings if rows is None else np.asarray(embeddings[rows])
+    return _load_in_order(path, json.loads(sidecar.read_text(encoding="utf-8"))["image_names"], paths)

@@ -102,7 +102,7 @@ def run_notebook(notebook: Path, parameters: dict[str, Any], output_dir: Path) -
             f"{error.ename}: {error.evalue}. The executed notebook with the traceback is {failed_output}"
         ) from error
     except DeadKernelError as error:
-        # Papermill marks every cell completed after a kernel death, so no cell can be named.
+        # Papermill 2.7.0 marks every cell completed after a kernel death, so no cell can be named.
         if running_output.exists():
             os.replace(running_output, failed_output)
         raise NotebookFailedError(
